@@ -1,0 +1,55 @@
+"""optbench: a pytest benchmark and regression suite for PyTorch optimizers."""
+
+from optbench.checks import (
+    DEFAULT_THRESHOLDS,
+    ConvergenceError,
+    Thresholds,
+    assert_converged,
+    assert_falls_faster,
+    epochs_to_converge,
+    failures,
+)
+from optbench.dataset import LeastSquares, LineDataset, least_squares
+from optbench.engine import Prepared, StaleOptimizerError, prepare, run, train
+from optbench.model import linear
+from optbench.record import Record
+from optbench.registry import (
+    OPTIMIZERS,
+    SEED_PROFILE,
+    UNSUPPORTED,
+    OptimizerInfo,
+    Registry,
+    UnknownOptimizerError,
+)
+from optbench.scenario import Scenario
+from optbench.split import MatrixSplit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "OPTIMIZERS",
+    "SEED_PROFILE",
+    "UNSUPPORTED",
+    "ConvergenceError",
+    "LeastSquares",
+    "LineDataset",
+    "MatrixSplit",
+    "OptimizerInfo",
+    "Prepared",
+    "Record",
+    "Registry",
+    "Scenario",
+    "StaleOptimizerError",
+    "Thresholds",
+    "UnknownOptimizerError",
+    "assert_converged",
+    "assert_falls_faster",
+    "epochs_to_converge",
+    "failures",
+    "least_squares",
+    "linear",
+    "prepare",
+    "run",
+    "train",
+]

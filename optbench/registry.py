@@ -1,0 +1,310 @@
+"""The optimizers under test, as data: one entry each, alphabetical, with capability flags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from optbench.scenario import OptimizerFactory, Scenario
+from optbench.split import MatrixSplit
+
+BATCH_SIZES = (1, 10, 50, 100)
+"""The default matrix's batch sizes; 100 is the whole dataset (full batch)."""
+
+EPOCHS = MappingProxyType({1: 20, 10: 20, 50: 100, 100: 100})
+"""Epochs per batch size in the default matrix: large batches take few steps per epoch."""
+
+DEFAULT_EPOCHS = 20
+"""Epochs for a batch size not in ``EPOCHS``."""
+
+
+class UnknownOptimizerError(KeyError):
+    """An optimizer name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """One optimizer under test: how to build it for this problem, and what it can do.
+
+    Attributes:
+        name: registry key and first part of scenario ids (``adam``).
+        torch_name: the ``torch.optim`` class it exercises, or ``None`` for a
+            third-party optimizer.
+        factory: called as ``factory(params, **hyperparams)``.
+        defaults: hyper-parameters tuned for this problem, for every batch size.
+        per_batch_size: overrides of ``defaults`` for particular batch sizes.
+        epochs: overrides of the default epochs per batch size.
+        expected_failures: batch size -> reason, for combinations that honestly
+            do not converge within the budget; the benchmark marks them as strict
+            expected failures, so an unexpected pass is reported too.
+        needs_closure: ``step`` takes a closure that re-evaluates the loss (LBFGS).
+        matrix_only: updates only 2-D parameters; a companion takes the rest.
+        sparse_only: needs sparse gradients.
+        elementwise: each element's update depends only on that element's own
+            gradient history, so independent runs can be packed side by side.
+        foreach: accepts ``foreach=True`` (multi-tensor implementation).
+        fused: accepts ``fused=True`` (fused kernel implementation).
+        note: why the hyper-parameters differ from torch's defaults.
+    """
+
+    name: str
+    torch_name: str | None
+    factory: OptimizerFactory
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    per_batch_size: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    epochs: Mapping[int, int] = field(default_factory=dict)
+    expected_failures: Mapping[int, str] = field(default_factory=dict)
+    needs_closure: bool = False
+    matrix_only: bool = False
+    sparse_only: bool = False
+    elementwise: bool = False
+    foreach: bool = False
+    fused: bool = False
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for attribute in ("defaults", "per_batch_size", "epochs", "expected_failures"):
+            object.__setattr__(self, attribute, _frozen(getattr(self, attribute)))
+
+    def hyperparams(self, batch_size: int) -> dict[str, Any]:
+        """The hyper-parameters this optimizer uses at ``batch_size``."""
+        return {**self.defaults, **self.per_batch_size.get(batch_size, {})}
+
+    def epochs_for(self, batch_size: int) -> int:
+        """The epochs this optimizer gets at ``batch_size``."""
+        return self.epochs.get(batch_size, EPOCHS.get(batch_size, DEFAULT_EPOCHS))
+
+    def scenario(
+        self,
+        batch_size: int,
+        device: str = "cpu",
+        seed: int = 0,
+        **overrides: Any,
+    ) -> Scenario:
+        """The scenario for this optimizer; ``overrides`` replace any scenario field."""
+        hyperparams = self.hyperparams(batch_size)
+        fields: dict[str, Any] = {
+            "name": self.name,
+            "optimizer": partial(self.factory, **hyperparams),
+            "batch_size": batch_size,
+            "device": device,
+            "epochs": self.epochs_for(batch_size),
+            "seed": seed,
+            "needs_closure": self.needs_closure,
+            "hyperparams": tuple(sorted(hyperparams.items())),
+        }
+        fields.update(overrides)
+        return Scenario(**fields)
+
+
+class Registry(Mapping[str, OptimizerInfo]):
+    """Optimizers by name, in alphabetical order; unknown names get a helpful error."""
+
+    def __init__(self, entries: Iterable[OptimizerInfo]) -> None:
+        self._entries: dict[str, OptimizerInfo] = {}
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name in self._entries:
+                raise ValueError(f"optimizer {entry.name!r} is registered twice")
+            self._entries[entry.name] = entry
+
+    def __getitem__(self, name: str) -> OptimizerInfo:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownOptimizerError(
+                f"unknown optimizer {name!r}; choose from {', '.join(self._entries)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def with_entries(self, entries: Iterable[OptimizerInfo]) -> Registry:
+        """A new registry with ``entries`` added to these."""
+        return Registry([*self._entries.values(), *entries])
+
+
+def _muon(params: Iterable[torch.nn.Parameter], *, companion_lr: float, **muon: Any) -> MatrixSplit:
+    return MatrixSplit(
+        params,
+        matrix=partial(torch.optim.Muon, **muon),
+        companion=partial(torch.optim.Adam, lr=companion_lr),
+    )
+
+
+OPTIMIZERS = Registry(
+    [
+        OptimizerInfo(
+            "adadelta",
+            "Adadelta",
+            torch.optim.Adadelta,
+            defaults={"lr": 10.0},
+            per_batch_size={1: {"lr": 1.0}, 10: {"lr": 30.0}},
+            epochs={50: 300, 100: 300},
+            elementwise=True,
+            foreach=True,
+            note="its step starts near sqrt(eps) * lr, so large batches need a large lr and more epochs",
+        ),
+        OptimizerInfo(
+            "adafactor",
+            "Adafactor",
+            torch.optim.Adafactor,
+            defaults={"lr": 0.1, "eps": (None, 1.0)},
+            per_batch_size={1: {"lr": 0.01}},
+            epochs={10: 100},
+            foreach=True,
+            note="steps scale with the parameter's RMS, floored at eps[1]; torch's floor 1e-3 "
+            "leaves a bias that starts near 0 almost still. Factored second moments for "
+            "matrices, so not elementwise",
+        ),
+        OptimizerInfo(
+            "adagrad",
+            "Adagrad",
+            torch.optim.Adagrad,
+            defaults={"lr": 3.0},
+            per_batch_size={1: {"lr": 0.3}},
+            elementwise=True,
+            foreach=True,
+            fused=True,
+            note="torch's lr 0.01 does not converge in 20 epochs (final MSE 140-190)",
+        ),
+        OptimizerInfo(
+            "adam",
+            "Adam",
+            torch.optim.Adam,
+            defaults={"lr": 0.3},
+            per_batch_size={1: {"lr": 0.03}, 50: {"lr": 3.0}, 100: {"lr": 1.0}},
+            elementwise=True,
+            foreach=True,
+            fused=True,
+        ),
+        OptimizerInfo(
+            "adamax",
+            "Adamax",
+            torch.optim.Adamax,
+            defaults={"lr": 3.0},
+            per_batch_size={1: {"lr": 0.03}, 10: {"lr": 1.0}},
+            elementwise=True,
+            foreach=True,
+        ),
+        OptimizerInfo(
+            "adamw",
+            "AdamW",
+            torch.optim.AdamW,
+            defaults={"lr": 3.0},
+            per_batch_size={1: {"lr": 0.03}, 10: {"lr": 0.3}},
+            elementwise=True,
+            foreach=True,
+            fused=True,
+            note="torch's default weight decay 0.01 is kept; it biases the fit slightly",
+        ),
+        OptimizerInfo(
+            "asgd",
+            "ASGD",
+            torch.optim.ASGD,
+            defaults={"lr": 0.03},
+            per_batch_size={1: {"lr": 0.001}, 10: {"lr": 0.01}},
+            elementwise=True,
+            foreach=True,
+        ),
+        OptimizerInfo(
+            "lbfgs",
+            "LBFGS",
+            torch.optim.LBFGS,
+            defaults={"lr": 1.0},
+            per_batch_size={1: {"max_iter": 1}, 10: {"max_iter": 1, "history_size": 3}},
+            needs_closure=True,
+            note="on mini-batches one inner iteration (and a short history at batch size 10) "
+            "keeps curvature pairs from different batches from misleading it",
+        ),
+        OptimizerInfo(
+            "muon",
+            "Muon",
+            _muon,
+            defaults={"lr": 0.1, "weight_decay": 0.0, "companion_lr": 0.1},
+            per_batch_size={1: {"lr": 0.01, "companion_lr": 0.03}, 10: {"lr": 0.03}},
+            epochs={10: 100, 100: 300},
+            matrix_only=True,
+            note="the 1-D bias is trained by a companion Adam (companion_lr)",
+        ),
+        OptimizerInfo(
+            "nadam",
+            "NAdam",
+            torch.optim.NAdam,
+            defaults={"lr": 0.3},
+            per_batch_size={1: {"lr": 0.03}, 50: {"lr": 1.0}},
+            elementwise=True,
+            foreach=True,
+        ),
+        OptimizerInfo(
+            "radam",
+            "RAdam",
+            torch.optim.RAdam,
+            defaults={"lr": 0.1, "betas": (0.9, 0.9)},
+            per_batch_size={1: {"lr": 0.1, "betas": (0.9, 0.999)}, 10: {"lr": 0.01}},
+            elementwise=True,
+            foreach=True,
+            note="its first steps are unadapted momentum SGD, which overshoots at large batches "
+            "unless beta2 is short (0.9) so the adaptive phase starts with a settled variance",
+        ),
+        OptimizerInfo(
+            "rmsprop",
+            "RMSprop",
+            torch.optim.RMSprop,
+            defaults={"lr": 0.1},
+            per_batch_size={1: {"lr": 0.01}, 100: {"lr": 0.3}},
+            elementwise=True,
+            foreach=True,
+        ),
+        OptimizerInfo(
+            "rprop",
+            "Rprop",
+            torch.optim.Rprop,
+            defaults={"lr": 1.0},
+            per_batch_size={10: {"lr": 0.3}, 100: {"lr": 3.0}},
+            elementwise=True,
+            foreach=True,
+        ),
+        OptimizerInfo(
+            "sgd",
+            "SGD",
+            torch.optim.SGD,
+            defaults={"lr": 0.01},
+            per_batch_size={1: {"lr": 0.001}, 100: {"lr": 0.03}},
+            elementwise=True,
+            foreach=True,
+            fused=True,
+        ),
+    ]
+)
+"""The default registry: every supported ``torch.optim`` optimizer, tuned for the line."""
+
+UNSUPPORTED = MappingProxyType(
+    {
+        "SparseAdam": "needs sparse gradients, and nn.Linear's gradients are dense",
+    }
+)
+"""``torch.optim`` classes deliberately left out of the registry, with the reason."""
+
+SEED_PROFILE = Registry(
+    [
+        OptimizerInfo("seed.adam", "Adam", torch.optim.Adam, defaults={"lr": 0.01}, epochs={1: 20}),
+        OptimizerInfo("seed.sgd", "SGD", torch.optim.SGD, defaults={"lr": 0.01}, epochs={1: 20}),
+    ]
+)
+"""The tutorial's own comparison: SGD and Adam at lr 0.01, batch size 1, 20 epochs, no
+shuffle, each optimizer built for its own model (the tutorial's listing reused one)."""

@@ -1,0 +1,86 @@
+"""A scenario: one optimizer on one dataset, batch size, device and seed."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from optbench.dataset import LineDataset
+from optbench.devices import parse_device
+from optbench.model import ModelFactory, linear
+
+
+class OptimizerLike(Protocol):
+    """What the engine needs of an optimizer: ``torch.optim.Optimizer`` has it."""
+
+    param_groups: list[dict[str, Any]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clears the gradients of every parameter it holds."""
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> Any:
+        """Updates the parameters once; ``closure`` re-evaluates the loss when required."""
+
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], OptimizerLike]
+DatasetFactory = Callable[[int], Dataset]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything one training run depends on; a fresh model and optimizer come from it.
+
+    Attributes:
+        name: short lower-case name of the optimizer set-up, the first part of ``id``.
+        optimizer: builds the optimizer from the parameters it is given, which are
+            always those of the model built for this run.
+        batch_size: samples per step; the dataset's size means full batch.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        epochs: passes over the data.
+        seed: seeds the data noise, the model's initialisation and the shuffle.
+        shuffle: reshuffle the data every epoch (the tutorial does not).
+        needs_closure: the optimizer's ``step`` takes a closure (LBFGS).
+        dataset: a dataset factory taking the seed (the tutorial's line by
+            default), or a fixed map-style ``Dataset`` of ``(x, y)`` pairs.
+        model: builds the model from a seed (``nn.Linear(1, 1)`` by default).
+        hyperparams: what the optimizer factory was bound with, for the record.
+    """
+
+    name: str
+    optimizer: OptimizerFactory
+    batch_size: int
+    device: str = "cpu"
+    epochs: int = 20
+    seed: int = 0
+    shuffle: bool = False
+    needs_closure: bool = False
+    dataset: DatasetFactory | Dataset = LineDataset
+    model: ModelFactory = linear
+    hyperparams: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"scenario name {self.name!r} must be lower-case letters, digits, '_' or '.'")
+        for attribute in ("batch_size", "epochs"):
+            value = getattr(self, attribute)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"scenario {attribute} must be a positive integer, got {value!r}")
+        parse_device(self.device)
+
+    @property
+    def id(self) -> str:
+        """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key."""
+        return f"{self.name}-bs{self.batch_size}-{self.device.replace(':', '')}"
+
+    @property
+    def hyperparams_json(self) -> str:
+        """``hyperparams`` as a JSON object, for the flat record."""
+        return json.dumps(dict(self.hyperparams), sort_keys=True, default=repr)

@@ -1,0 +1,2 @@
+# The optbench pytest plugin: --optbench-* options and the benchmark matrix.
+pytest_plugins = ("optbench.plugin",)

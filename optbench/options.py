@@ -1,0 +1,59 @@
+"""Option parsers shared by the pytest plugin and the command-line tools.
+
+Each raises ``argparse.ArgumentTypeError`` with one sentence, so pytest and
+argparse both report the flag and the bad value on one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from optbench.devices import parse_device
+
+
+def _items(value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {value!r}")
+    return items
+
+
+def parse_names(value: str) -> tuple[str, ...]:
+    """``"adam,sgd"`` -> ``("adam", "sgd")``; names are checked against the registry later."""
+    return tuple(item.lower() for item in _items(value))
+
+
+def parse_batch_sizes(value: str) -> tuple[int, ...]:
+    """``"1,10"`` -> ``(1, 10)``: positive integers."""
+    sizes = []
+    for item in _items(value):
+        try:
+            size = int(item)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {item!r}")
+        sizes.append(size)
+    return tuple(sizes)
+
+
+def parse_devices(value: str) -> tuple[str, ...]:
+    """``"cpu,cuda"`` -> ``("cpu", "cuda")``: names torch and optbench understand."""
+    devices = _items(value)
+    for device in devices:
+        try:
+            parse_device(device)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return tuple(devices)
+
+
+def parse_seed(value: str) -> int:
+    """A non-negative integer seed."""
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {value!r}")
+    return seed

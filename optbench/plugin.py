@@ -1,0 +1,123 @@
+"""The pytest plugin: ``--optbench-*`` options and the optimizer x batch size x device matrix.
+
+Load it from a ``conftest.py`` with ``pytest_plugins = ("optbench.plugin",)``.
+A test that asks for the ``scenario`` fixture runs once per combination, with
+plain-string parameters ``optimizer``, ``batch_size`` and ``device``, and an id
+such as ``adam-bs10-cpu``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from optbench import hookspecs
+from optbench.devices import DEVICES, unavailable_reason
+from optbench.options import parse_batch_sizes, parse_devices, parse_names, parse_seed
+from optbench.registry import BATCH_SIZES, OPTIMIZERS, Registry
+from optbench.scenario import Scenario
+
+REGISTRY_KEY = pytest.StashKey[Registry]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Registers ``pytest_optbench_optimizers``."""
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Adds the ``--optbench-*`` options."""
+    group = parser.getgroup("optbench", "optbench: the optimizer benchmark matrix")
+    group.addoption(
+        "--optbench-optimizers",
+        type=parse_names,
+        default=None,
+        metavar="NAMES",
+        help="comma-separated registry names to run (default: every registered optimizer)",
+    )
+    group.addoption(
+        "--optbench-batch-sizes",
+        type=parse_batch_sizes,
+        default=BATCH_SIZES,
+        metavar="SIZES",
+        help=f"comma-separated batch sizes (default: {','.join(map(str, BATCH_SIZES))})",
+    )
+    group.addoption(
+        "--optbench-devices",
+        type=parse_devices,
+        default=DEVICES,
+        metavar="DEVICES",
+        help=f"comma-separated devices; unavailable ones are skipped (default: {','.join(DEVICES)})",
+    )
+    group.addoption(
+        "--optbench-seed",
+        type=parse_seed,
+        default=0,
+        metavar="SEED",
+        help="seed of the data noise, the initialisation and the shuffle (default: 0)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Builds this run's registry and checks ``--optbench-optimizers`` against it."""
+    extra = itertools.chain.from_iterable(config.hook.pytest_optbench_optimizers())
+    try:
+        registry = OPTIMIZERS.with_entries(extra)
+    except ValueError as error:
+        raise pytest.UsageError(f"pytest_optbench_optimizers: {error}") from None
+    for name in config.getoption("optbench_optimizers") or ():
+        if name not in registry:
+            raise pytest.UsageError(
+                f"--optbench-optimizers: unknown optimizer {name!r}; choose from {', '.join(registry)}"
+            )
+    config.stash[REGISTRY_KEY] = registry
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrises tests that use the ``scenario`` fixture over the selected matrix."""
+    if "scenario" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    registry = config.stash[REGISTRY_KEY]
+    names = config.getoption("optbench_optimizers") or tuple(registry)
+    cases = []
+    for name, batch_size, device in itertools.product(
+        names, config.getoption("optbench_batch_sizes"), config.getoption("optbench_devices")
+    ):
+        info = registry[name]
+        marks = []
+        reason = unavailable_reason(device)
+        if reason is not None:
+            marks.append(pytest.mark.skip(reason=reason))
+        if batch_size in info.expected_failures:
+            marks.append(pytest.mark.xfail(reason=info.expected_failures[batch_size], strict=True))
+        case_id = info.scenario(batch_size, device=device).id
+        cases.append(pytest.param(name, batch_size, device, id=case_id, marks=marks))
+    metafunc.parametrize(("optimizer", "batch_size", "device"), cases)
+
+
+@pytest.fixture
+def optbench_registry(request: pytest.FixtureRequest) -> Registry:
+    """The registry for this run: the default one plus ``pytest_optbench_optimizers`` entries."""
+    return request.config.stash[REGISTRY_KEY]
+
+
+@pytest.fixture
+def optbench_seed(request: pytest.FixtureRequest) -> int:
+    """The ``--optbench-seed`` value."""
+    return request.config.getoption("optbench_seed")
+
+
+@pytest.fixture
+def optbench_rounds(request: pytest.FixtureRequest) -> int:
+    """Timed rounds per scenario: pytest-benchmark's ``--benchmark-min-rounds`` (default 5)."""
+    return int(request.config.getoption("benchmark_min_rounds", 5))
+
+
+@pytest.fixture
+def scenario(
+    optimizer: str, batch_size: int, device: str, optbench_registry: Registry, optbench_seed: int
+) -> Scenario:
+    """The registry's scenario for this test's ``optimizer``, ``batch_size`` and ``device``."""
+    return optbench_registry[optimizer].scenario(batch_size, device=device, seed=optbench_seed)

@@ -1,0 +1,69 @@
+"""Optimizers for testing the benchmark module itself, registered through its hook.
+
+``SABOTAGED`` are deliberately broken: in a pytester run of the real benchmark
+module, the same assertion code that guards the default matrix has to report
+each of them as failing. ``recording_sgd`` remembers every parameter it was
+built for, to show that each round gets a fresh model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from optbench import OPTIMIZERS, OptimizerInfo
+
+
+class DoNothing(torch.optim.Optimizer):
+    """Computes nothing and moves nothing: a step that silently does no work."""
+
+    def __init__(self, params, lr: float = 0.01) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        return None
+
+
+def wrong_sign(params, lr: float) -> torch.optim.SGD:
+    """Gradient ascent: SGD stepping up the gradient instead of down."""
+    return torch.optim.SGD(params, lr=lr, maximize=True)
+
+
+def other_model(params, lr: float) -> torch.optim.SGD:
+    """The tutorial's bug: an optimizer built for another model's parameters."""
+    return torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=lr)
+
+
+def _timid(name: str) -> OptimizerInfo:
+    """``name`` from the default registry with every learning rate 100x too small."""
+    info = OPTIMIZERS[name]
+    per_batch_size = {bs: {"lr": info.hyperparams(bs)["lr"] / 100} for bs in (1, 10, 50, 100)}
+    return OptimizerInfo(
+        f"timid.{name}", info.torch_name, info.factory, defaults=info.defaults, per_batch_size=per_batch_size
+    )
+
+
+_SGD_LR = {bs: {"lr": OPTIMIZERS["sgd"].hyperparams(bs)["lr"]} for bs in (1, 10, 50, 100)}
+
+SABOTAGED = [
+    OptimizerInfo("broken.noop", None, DoNothing, per_batch_size=_SGD_LR),
+    OptimizerInfo("broken.wrong_sign", None, wrong_sign, per_batch_size=_SGD_LR),
+    OptimizerInfo("broken.other_model", None, other_model, per_batch_size=_SGD_LR),
+    _timid("sgd"),
+    _timid("adam"),
+]
+"""Each must fail the benchmark's convergence check at every batch size."""
+
+
+BUILT: list[list[torch.nn.Parameter]] = []
+"""The parameters each ``recording_sgd`` was built for, in order (kept alive, so ids stay unique)."""
+
+
+def recording_sgd(params, lr: float) -> torch.optim.SGD:
+    """Plain SGD that records the parameters it was given."""
+    params = list(params)
+    BUILT.append(params)
+    return torch.optim.SGD(params, lr=lr)
+
+
+RECORDING = OptimizerInfo("recording", None, recording_sgd, per_batch_size=_SGD_LR)

@@ -1,0 +1,170 @@
+"""The benchmark modules run through pytester: parameters, saved JSON, fresh state, and checks that bite."""
+
+import json
+import re
+from pathlib import Path
+
+import fakes
+import pytest
+import torch
+
+from optbench import OPTIMIZERS
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+CONFTEST = 'pytest_plugins = ("optbench.plugin",)\n'
+HOOK = """
+import fakes
+
+def pytest_optbench_optimizers():
+    return [*fakes.SABOTAGED, fakes.RECORDING]
+"""
+CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
+
+
+@pytest.fixture
+def matrix(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST + HOOK)
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    return pytester
+
+
+def test_subset_is_timed_and_saved_with_plain_parameters(matrix):
+    result = matrix.runpytest(
+        "--optbench-optimizers=sgd,adam",
+        "--optbench-batch-sizes=10,100",
+        "--benchmark-min-rounds=2",
+        "--benchmark-json=out.json",
+        *CPU,
+    )
+    result.assert_outcomes(passed=4)
+    saved = json.loads((matrix.path / "out.json").read_text())
+    by_name = {bench["name"]: bench for bench in saved["benchmarks"]}
+    assert sorted(by_name) == [
+        f"test_converges[{name}-bs{bs}-cpu]" for name in ("adam", "sgd") for bs in (10, 100)
+    ]
+    bench = by_name["test_converges[adam-bs10-cpu]"]
+    assert bench["fullname"] == "test_matrix.py::test_converges[adam-bs10-cpu]"
+    assert bench["params"] == {"optimizer": "adam", "batch_size": 10, "device": "cpu"}
+    assert bench["stats"]["rounds"] == 2
+    info = bench["extra_info"]
+    assert (info["id"], info["status"], info["steps"]) == ("adam-bs10-cpu", "converged", 200)
+    assert info["final_mse"] - info["optimum_mse"] < 0.25
+
+
+def test_unavailable_devices_are_skipped_with_a_reason(matrix):
+    result = matrix.runpytest(
+        "--optbench-optimizers=sgd", "--optbench-batch-sizes=100", "-rs", "-p", "no:cacheprovider"
+    )
+    missing = [device for device in ("cuda", "mps") if not getattr(torch, device).is_available()]
+    if device_kinds := len(missing):
+        result.stdout.fnmatch_lines([f"*SKIPPED*{missing[0]}: no *"])
+    result.assert_outcomes(passed=3 - device_kinds, skipped=device_kinds)
+
+
+def test_every_round_trains_a_fresh_model_with_a_fresh_optimizer(matrix):
+    fakes.BUILT.clear()
+    result = matrix.runpytest(
+        "--optbench-optimizers=recording", "--optbench-batch-sizes=100", "--benchmark-min-rounds=3", *CPU
+    )
+    result.assert_outcomes(passed=1)
+    assert len(fakes.BUILT) == 3 + 1  # three timed rounds and one warm-up
+    parameters = [p for params in fakes.BUILT for p in params]
+    assert len({id(p) for p in parameters}) == len(parameters) == 2 * 4
+
+
+SABOTAGE_MESSAGES = {
+    "broken.noop": ("ConvergenceError", "did not converge: excess MSE"),
+    "broken.wrong_sign": ("ConvergenceError", "did not converge: diverged: "),
+    "broken.other_model": ("StaleOptimizerError", "the optimizer holds 2 parameter(s) of another model"),
+    "timid.sgd": ("ConvergenceError", "did not converge: excess MSE"),
+    "timid.adam": ("ConvergenceError", "did not converge: excess MSE"),
+}
+
+
+def test_sabotaged_optimizers_fail_the_benchmark_check(matrix):
+    assert sorted(SABOTAGE_MESSAGES) == sorted(info.name for info in fakes.SABOTAGED)
+    selected = ",".join(["sgd", *SABOTAGE_MESSAGES])
+    result = matrix.runpytest(f"--optbench-optimizers={selected}", "--benchmark-disable", *CPU)
+    result.assert_outcomes(passed=4, failed=4 * len(SABOTAGE_MESSAGES))
+    text = result.stdout.str()
+    for name, (error, message) in SABOTAGE_MESSAGES.items():
+        for bs in (1, 10, 50, 100):
+            scenario_id = f"{name}-bs{bs}-cpu"
+            pattern = rf"E\s+optbench\.\w+\.{error}: {re.escape(scenario_id)}:? .*{re.escape(message)}"
+            assert re.search(pattern, text), f"{scenario_id} did not fail with {error}: {message}"
+
+
+def test_expected_failures_are_strict(pytester):
+    pytester.makeconftest(
+        CONFTEST
+        + """
+import torch
+from optbench import OptimizerInfo
+from fakes import DoNothing
+
+def pytest_optbench_optimizers():
+    reason = {100: "does nothing by design"}
+    return [
+        OptimizerInfo("still", None, DoNothing, expected_failures=reason),
+        OptimizerInfo("works", None, torch.optim.SGD, defaults={"lr": 0.03}, expected_failures=reason),
+    ]
+"""
+    )
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    result = pytester.runpytest(
+        "--optbench-optimizers=still,works", "--optbench-batch-sizes=100", "--benchmark-disable", "-rxX", *CPU
+    )
+    result.assert_outcomes(xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_converges?works-bs100-cpu?*",
+            "?XPASS(strict)? does nothing by design",
+            "XFAIL *still-bs100-cpu* - does nothing by design",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            "--optbench-optimizers=sgd,nope",
+            f"ERROR: --optbench-optimizers: unknown optimizer 'nope'; choose from {', '.join(OPTIMIZERS)}",
+        ),
+        (
+            "--optbench-batch-sizes=10,0",
+            "*--optbench-batch-sizes: batch sizes must be positive integers, got '0'",
+        ),
+        (
+            "--optbench-devices=cpu,gpu",
+            "*--optbench-devices: 'gpu' is not a torch device; use cpu, cuda, cuda:N or mps",
+        ),
+        ("--optbench-seed=-1", "*--optbench-seed: the seed must be a non-negative integer, got '-1'"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(pytester, option, message):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    result = pytester.runpytest(option, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_seed_profile_shows_the_tutorials_finding(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_seed_profile=(BENCHMARKS / "test_seed_profile.py").read_text())
+    result = pytester.runpytest("--benchmark-disable", "-v", *CPU)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["*test_seed_profile?seed.adam?*PASSED*", "*test_sgd_falls_faster_than_adam PASSED*"]
+    )
+
+
+def test_default_matrix_converges_on_cpu(pytester):
+    """Every registered optimizer at every default batch size, once, at the default seed."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    result = pytester.runpytest("--benchmark-disable", *CPU)
+    xfails = sum(len(info.expected_failures) for info in OPTIMIZERS.values())
+    result.assert_outcomes(passed=4 * len(OPTIMIZERS) - xfails, xfailed=xfails)

@@ -1,0 +1,243 @@
+import json
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from optbench import (
+    OPTIMIZERS,
+    LineDataset,
+    Scenario,
+    StaleOptimizerError,
+    least_squares,
+    linear,
+    prepare,
+    run,
+    train,
+)
+from optbench.engine import MAX_CURVE_POINTS, _downsample
+
+
+def sgd(batch_size=10, **fields) -> Scenario:
+    return OPTIMIZERS["sgd"].scenario(batch_size, **fields)
+
+
+def without_time(record):
+    return {key: value for key, value in record.items() if key != "seconds"}
+
+
+def test_same_scenario_same_record():
+    first, second = run(sgd(seed=3)), run(sgd(seed=3))
+    assert without_time(first) == without_time(second)
+    assert without_time(run(sgd(seed=4))) != without_time(first)
+
+
+def test_record_is_flat_json():
+    record = run(sgd())
+    text = json.dumps(record, allow_nan=False)
+    assert json.loads(text) == record
+    for key, value in record.items():
+        assert isinstance(value, (str, int, float, bool, list, type(None))), key
+        if isinstance(value, list):
+            assert all(isinstance(item, (float, type(None))) for item in value), key
+
+
+def test_record_fields():
+    scenario = sgd(batch_size=10, seed=2)
+    record = run(scenario)
+    data = LineDataset(seed=2)
+    optimum = least_squares(data.x, data.y)
+    assert record["id"] == "sgd-bs10-cpu"
+    assert (record["optimizer"], record["batch_size"], record["device"], record["seed"]) == (
+        "sgd",
+        10,
+        "cpu",
+        2,
+    )
+    assert record["steps"] == 20 * 10
+    assert len(record["epoch_mse"]) == 21
+    assert len(record["step_loss"]) == 200 and record["step_loss_stride"] == 1
+    assert record["epoch_mse"][-1] == record["final_mse"]
+    assert record["optimum_mse"] == optimum.mse and record["optimum_slope"] == optimum.slope
+    assert (record["target_slope"], record["target_intercept"]) == (-5.0, 1.0)
+    assert record["status"] == "converged"
+    assert json.loads(record["hyperparams"]) == {"lr": 0.01}
+    assert record["seconds"] > 0
+
+
+def test_final_numbers_are_the_trained_models():
+    scenario = sgd(seed=5)
+    prepared = prepare(scenario)
+    record = train(prepared)
+    model = prepared.model
+    assert record["slope"] == pytest.approx(model.weight.item(), abs=1e-6)
+    assert record["intercept"] == pytest.approx(model.bias.item(), abs=1e-6)
+    mse = torch.nn.functional.mse_loss(model(prepared.x), prepared.y).item()
+    assert record["final_mse"] == pytest.approx(mse, rel=1e-6)
+
+
+def test_initial_mse_is_the_untrained_models():
+    scenario = sgd(model=partial(linear, weight=-10.0, bias=-20.0), epochs=1)
+    record = run(scenario)
+    data = LineDataset(seed=0)
+    assert record["epoch_mse"][0] == pytest.approx(
+        float((-10 * data.x - 20 - data.y).square().mean()), rel=1e-6
+    )
+
+
+def test_long_curves_are_averaged_down():
+    record = run(sgd(batch_size=1))
+    assert record["steps"] == 2000
+    assert record["step_loss_stride"] == 10
+    assert len(record["step_loss"]) == MAX_CURVE_POINTS
+
+
+def test_downsample_means_each_window_and_the_ragged_tail():
+    curve, stride = _downsample(torch.arange(7, dtype=torch.float32), max_points=3)
+    assert stride == 3
+    assert curve.tolist() == [1.0, 4.0, 6.0]
+    curve, stride = _downsample(torch.arange(4, dtype=torch.float32), max_points=10)
+    assert (curve.tolist(), stride) == ([0.0, 1.0, 2.0, 3.0], 1)
+
+
+def test_lbfgs_runs_through_a_closure():
+    record = run(OPTIMIZERS["lbfgs"].scenario(100))
+    assert record["status"] == "converged"
+    assert record["final_mse"] == pytest.approx(record["optimum_mse"], rel=1e-4)
+
+
+def test_divergence_is_recorded_not_raised():
+    scenario = sgd(batch_size=1, optimizer=partial(torch.optim.SGD, lr=1.0))
+    record = run(scenario)
+    assert record["status"] == "diverged"
+    assert record["final_mse"] is None
+    assert 0 < record["steps"] < 2000
+    assert record["steps"] % 100 == 0  # it stops at the end of the first non-finite epoch
+    assert len(record["epoch_mse"]) == record["steps"] // 100 + 1
+    json.dumps(record, allow_nan=False)
+
+
+def test_shuffle_is_seeded_and_changes_the_order():
+    plain = run(sgd(batch_size=10))
+    shuffled = run(sgd(batch_size=10, shuffle=True))
+    again = run(sgd(batch_size=10, shuffle=True))
+    assert without_time(shuffled) == without_time(again)
+    assert shuffled["step_loss"] != plain["step_loss"]
+    assert shuffled["status"] == "converged"
+
+
+def test_batch_size_larger_than_the_data_is_full_batch():
+    record = run(sgd(batch_size=1000, optimizer=partial(torch.optim.SGD, lr=0.03), epochs=100))
+    assert record["steps"] == 100
+
+
+def test_ragged_last_batch():
+    record = run(sgd(batch_size=30, epochs=2))
+    assert record["steps"] == 2 * 4
+
+
+class ListDataset(Dataset):
+    def __init__(self, seed):
+        line = LineDataset(seed=seed)
+        self.pairs = [(float(x), float(y)) for x, y in zip(line.x.view(-1), line.y.view(-1), strict=True)]
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        return self.pairs[index]
+
+
+def test_a_users_dataset_trains_like_the_built_in_one():
+    own = run(sgd(dataset=ListDataset))
+    built_in = run(sgd())
+    assert own["final_mse"] == built_in["final_mse"]
+    assert own["epoch_mse"] == built_in["epoch_mse"]
+    # Without a known true line, the least-squares fit is the target.
+    assert own["target_slope"] == own["optimum_slope"]
+
+
+def test_a_fixed_dataset_instance_is_used_as_is():
+    data = LineDataset(seed=9, slope=2.0, intercept=-1.0)
+    record = run(sgd(dataset=data, seed=0))
+    assert record["target_slope"] == 2.0
+    assert record["optimum_mse"] == least_squares(data.x, data.y).mse
+
+
+def test_each_run_gets_a_fresh_model_and_optimizer():
+    scenario = sgd()
+    first, second = prepare(scenario), prepare(scenario)
+    assert first.model is not second.model
+    assert first.optimizer is not second.optimizer
+    assert torch.equal(first.model.weight, second.model.weight)
+
+
+def test_model_init_does_not_touch_the_global_random_state():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    prepare(sgd())
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_tutorials_bug_is_refused():
+    """The listing's second loop stepped an optimizer built for the first model."""
+    first_model = nn.Linear(1, 1)
+    tutorial_optimizer = torch.optim.Adam(first_model.parameters(), lr=0.01)
+    scenario = sgd(optimizer=lambda params: tutorial_optimizer)
+    with pytest.raises(StaleOptimizerError) as error:
+        prepare(scenario)
+    message = str(error.value)
+    assert "sgd-bs10-cpu" in message and "the tutorial's bug" in message
+    assert "holds 2 parameter(s) of another model and misses 2 of the 2" in message
+
+
+def test_an_optimizer_missing_a_parameter_is_refused():
+    scenario = sgd(optimizer=lambda params: torch.optim.SGD(list(params)[:1], lr=0.01))
+    with pytest.raises(
+        StaleOptimizerError, match="holds 0 parameter\\(s\\) of another model and misses 1 of the 2"
+    ):
+        prepare(scenario)
+
+
+def test_an_optimizer_holding_a_parameter_twice_is_refused():
+    class Twice:
+        def __init__(self, params):
+            params = list(params)
+            self.param_groups = [{"params": params}, {"params": params[:1]}]
+
+    with pytest.raises(StaleOptimizerError, match="holds a parameter twice"):
+        prepare(sgd(optimizer=Twice))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"epochs": -1}, "epochs must be a positive integer"),
+        ({"name": "Adam W"}, "must be lower-case"),
+        ({"device": "gpu0"}, "'gpu0' is not a torch device; use cpu, cuda, cuda:N or mps"),
+        ({"device": "meta"}, "optbench runs on cpu, cuda and mps, not meta"),
+    ],
+)
+def test_bad_scenarios_fail_on_construction(fields, message):
+    with pytest.raises((ValueError, RuntimeError), match=message):
+        sgd(**fields)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_loop_does_not_synchronise_per_step():
+    import warnings
+
+    prepared = prepare(sgd(batch_size=1, device="cuda"))
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            record = train(prepared)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert record["status"] == "converged"
+    # One check per epoch and the final copies, never one per step.
+    assert len(caught) <= record["epochs"] + 10 < record["steps"]

@@ -1,0 +1,159 @@
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from optbench import OPTIMIZERS, SEED_PROFILE, UNSUPPORTED, OptimizerInfo, Registry, UnknownOptimizerError
+from optbench.registry import BATCH_SIZES, EPOCHS
+
+ENTRIES = list(OPTIMIZERS.values())
+TORCH_ENTRIES = [entry for entry in ENTRIES if entry.torch_name is not None]
+
+
+def torch_optimizers() -> set[str]:
+    return {
+        name
+        for name, value in vars(torch.optim).items()
+        if inspect.isclass(value)
+        and issubclass(value, torch.optim.Optimizer)
+        and value is not torch.optim.Optimizer
+    }
+
+
+def test_every_torch_optimizer_is_registered_or_explained():
+    registered = {entry.torch_name for entry in ENTRIES}
+    missing = torch_optimizers() - registered - set(UNSUPPORTED)
+    assert not missing, (
+        f"torch.optim has optimizers optbench neither runs nor explains: {sorted(missing)}; "
+        "add an OptimizerInfo to optbench/registry.py or a reason to UNSUPPORTED"
+    )
+
+
+def test_unsupported_ones_exist_and_are_not_also_registered():
+    assert set(UNSUPPORTED) <= torch_optimizers()
+    assert not set(UNSUPPORTED) & {entry.torch_name for entry in ENTRIES}
+    assert all(reason for reason in UNSUPPORTED.values())
+
+
+def test_registry_is_alphabetical_and_names_are_id_safe():
+    assert list(OPTIMIZERS) == sorted(OPTIMIZERS)
+    for entry in ENTRIES:
+        assert entry.scenario(1).id == f"{entry.name}-bs1-cpu"
+
+
+@pytest.mark.parametrize("entry", TORCH_ENTRIES, ids=lambda e: e.name)
+def test_implementation_flags_match_the_torch_signature(entry):
+    parameters = inspect.signature(getattr(torch.optim, entry.torch_name)).parameters
+    assert entry.foreach == ("foreach" in parameters)
+    assert entry.fused == ("fused" in parameters)
+
+
+def _model_and_loss() -> tuple[nn.Linear, torch.Tensor]:
+    model = nn.Linear(1, 1)
+    loss = (model(torch.ones(4, 1)) - 3).square().mean()
+    return model, loss
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_needs_closure_flag_is_true(entry):
+    model, loss = _model_and_loss()
+    optimizer = entry.factory(model.parameters(), **entry.hyperparams(1))
+    loss.backward()
+    if entry.needs_closure:
+        with pytest.raises(TypeError):
+            optimizer.step()
+        optimizer.step(lambda: (model(torch.ones(4, 1)) - 3).square().mean())
+    else:
+        optimizer.step()
+
+
+@pytest.mark.parametrize("entry", TORCH_ENTRIES, ids=lambda e: e.name)
+def test_matrix_only_flag_is_true(entry):
+    cls = getattr(torch.optim, entry.torch_name)
+    vector = [nn.Parameter(torch.zeros(3))]
+    if entry.matrix_only:
+        with pytest.raises(ValueError):
+            cls(vector)
+    else:
+        cls(vector)
+
+
+def _run(cls, hyperparams, params, grads):
+    optimizer = cls(params, **hyperparams)
+    for step_grads in grads:
+        for param, grad in zip(params, step_grads, strict=True):
+            param.grad = grad.clone()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("entry", [e for e in TORCH_ENTRIES if e.elementwise], ids=lambda e: e.name)
+def test_elementwise_flag_is_true(entry):
+    """Two tensors stepped together end exactly where their concatenation ends."""
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(5, generator=generator)
+    grads = [torch.randn(5, generator=generator) * 3 for _ in range(25)]
+    hyperparams = {**entry.hyperparams(10), "foreach": False}
+    cls = getattr(torch.optim, entry.torch_name)
+    pieces = [nn.Parameter(start[:3].clone()), nn.Parameter(start[3:].clone())]
+    _run(cls, hyperparams, pieces, [(g[:3], g[3:]) for g in grads])
+    whole = [nn.Parameter(start.clone())]
+    _run(cls, hyperparams, whole, [(g,) for g in grads])
+    torch.testing.assert_close(torch.cat([p.detach() for p in pieces]), whole[0].detach(), rtol=0, atol=0)
+
+
+def test_muon_trains_the_weight_and_a_companion_the_bias():
+    model = nn.Linear(1, 1)
+    optimizer = OPTIMIZERS["muon"].factory(model.parameters(), **OPTIMIZERS["muon"].hyperparams(1))
+    muon, companion = optimizer.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(companion, torch.optim.Adam)
+    assert muon.param_groups[0]["params"] == [model.weight]
+    assert companion.param_groups[0]["params"] == [model.bias]
+    assert muon.param_groups[0]["weight_decay"] == 0.0
+    before = [p.detach().clone() for p in model.parameters()]
+    (model(torch.ones(4, 1)) - 3).square().mean().backward()
+    optimizer.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def test_hyperparams_and_epochs_per_batch_size():
+    sgd = OPTIMIZERS["sgd"]
+    assert sgd.hyperparams(1) == {"lr": 0.001}
+    assert sgd.hyperparams(10) == {"lr": 0.01}
+    assert [sgd.epochs_for(bs) for bs in BATCH_SIZES] == [EPOCHS[bs] for bs in BATCH_SIZES]
+    assert sgd.epochs_for(7) == 20
+    scenario = sgd.scenario(10, device="cpu", seed=4)
+    assert (scenario.batch_size, scenario.epochs, scenario.seed) == (10, 20, 4)
+    assert scenario.hyperparams_json == '{"lr": 0.01}'
+
+
+def test_seed_profile_is_the_tutorial():
+    assert list(SEED_PROFILE) == ["seed.adam", "seed.sgd"]
+    for name, cls in (("seed.sgd", torch.optim.SGD), ("seed.adam", torch.optim.Adam)):
+        scenario = SEED_PROFILE[name].scenario(1)
+        assert (scenario.batch_size, scenario.epochs, scenario.shuffle) == (1, 20, False)
+        model = nn.Linear(1, 1)
+        optimizer = scenario.optimizer(model.parameters())
+        assert type(optimizer) is cls
+        assert optimizer.defaults["lr"] == 0.01
+    assert SEED_PROFILE["seed.adam"].scenario(1).id == "seed.adam-bs1-cpu"
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(UnknownOptimizerError) as error:
+        OPTIMIZERS["adamm"]
+    assert str(error.value) == f"unknown optimizer 'adamm'; choose from {', '.join(OPTIMIZERS)}"
+
+
+def test_entries_can_be_added_but_not_twice():
+    extra = OptimizerInfo("zzz", None, torch.optim.SGD, defaults={"lr": 0.1})
+    bigger = OPTIMIZERS.with_entries([extra])
+    assert list(bigger)[-1] == "zzz" and "zzz" not in OPTIMIZERS
+    with pytest.raises(ValueError, match="'sgd' is registered twice"):
+        OPTIMIZERS.with_entries([OptimizerInfo("sgd", None, torch.optim.SGD)])
+    assert isinstance(bigger, Registry)
+
+
+def test_entries_are_frozen():
+    with pytest.raises(TypeError):
+        OPTIMIZERS["sgd"].defaults["lr"] = 1.0

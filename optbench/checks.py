@@ -26,7 +26,7 @@ class Thresholds:
 
 # Calibrated over 200 seeds of every default scenario: docs/calibration.md
 # gives the worst values and margins; `python -m optbench.calibrate` remeasures.
-DEFAULT_THRESHOLDS = Thresholds(excess_mse=1.0, slope=0.15, intercept=0.25)
+DEFAULT_THRESHOLDS = Thresholds(excess_mse=0.3, slope=0.2, intercept=0.3)
 
 
 class ConvergenceError(AssertionError):

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+TUTORIAL_SIZE = 100
+"""Points in the tutorial's data set, so batch size 100 is full batch."""
+
 
 class LineDataset(Dataset):
     """Points on ``y = slope * x + intercept`` with Gaussian noise.
@@ -33,7 +36,7 @@ class LineDataset(Dataset):
         slope: float = -5.0,
         intercept: float = 1.0,
         noise: float = 0.4,
-        size: int = 100,
+        size: int = TUTORIAL_SIZE,
         start: float = -5.0,
         step: float = 0.1,
     ) -> None:

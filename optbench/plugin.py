@@ -90,8 +90,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         reason = unavailable_reason(device)
         if reason is not None:
             marks.append(pytest.mark.skip(reason=reason))
-        if batch_size in info.expected_failures:
-            marks.append(pytest.mark.xfail(reason=info.expected_failures[batch_size], strict=True))
+        expected = info.expected_failure(batch_size)
+        if expected is not None:
+            marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
         case_id = info.scenario(batch_size, device=device).id
         cases.append(pytest.param(name, batch_size, device, id=case_id, marks=marks))
     metafunc.parametrize(("optimizer", "batch_size", "device"), cases)

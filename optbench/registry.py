@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 
+from optbench.dataset import TUTORIAL_SIZE
 from optbench.scenario import OptimizerFactory, Scenario
 from optbench.split import MatrixSplit
 
-BATCH_SIZES = (1, 10, 50, 100)
+BATCH_SIZES = (1, 10, 50, TUTORIAL_SIZE)
 """The default matrix's batch sizes; 100 is the whole dataset (full batch)."""
 
 EPOCHS = MappingProxyType({1: 20, 10: 20, 50: 100, 100: 100})
@@ -50,6 +51,9 @@ class OptimizerInfo:
             do not converge within the budget; the benchmark marks them as strict
             expected failures, so an unexpected pass is reported too.
         needs_closure: ``step`` takes a closure that re-evaluates the loss (LBFGS).
+        full_batch_only: designed for full batches; at smaller batch sizes it converges
+            on some seeds and not others, so those cases are expected failures that may
+            pass (non-strict), timed and reported but never failing the suite.
         matrix_only: updates only 2-D parameters; a companion takes the rest.
         sparse_only: needs sparse gradients.
         elementwise: each element's update depends only on that element's own
@@ -67,6 +71,7 @@ class OptimizerInfo:
     epochs: Mapping[int, int] = field(default_factory=dict)
     expected_failures: Mapping[int, str] = field(default_factory=dict)
     needs_closure: bool = False
+    full_batch_only: bool = False
     matrix_only: bool = False
     sparse_only: bool = False
     elementwise: bool = False
@@ -81,6 +86,18 @@ class OptimizerInfo:
     def hyperparams(self, batch_size: int) -> dict[str, Any]:
         """The hyper-parameters this optimizer uses at ``batch_size``."""
         return {**self.defaults, **self.per_batch_size.get(batch_size, {})}
+
+    def expected_failure(self, batch_size: int) -> tuple[str, bool] | None:
+        """``(reason, strict)`` when ``batch_size`` is not expected to converge, else ``None``."""
+        if batch_size in self.expected_failures:
+            return self.expected_failures[batch_size], True
+        if self.full_batch_only and batch_size < TUTORIAL_SIZE:
+            reason = (
+                f"{self.name} is a full-batch method; at batch size {batch_size} it converges "
+                "on some seeds only (docs/calibration.md)"
+            )
+            return reason, False
+        return None
 
     def epochs_for(self, batch_size: int) -> int:
         """The epochs this optimizer gets at ``batch_size``."""
@@ -164,7 +181,7 @@ OPTIMIZERS = Registry(
             "Adafactor",
             torch.optim.Adafactor,
             defaults={"lr": 0.1, "eps": (None, 1.0)},
-            per_batch_size={1: {"lr": 0.01}},
+            per_batch_size={1: {"lr": 0.01}, 10: {"lr": 0.02}},
             epochs={10: 100},
             foreach=True,
             note="steps scale with the parameter's RMS, floored at eps[1]; torch's floor 1e-3 "
@@ -180,7 +197,7 @@ OPTIMIZERS = Registry(
             elementwise=True,
             foreach=True,
             fused=True,
-            note="torch's lr 0.01 does not converge in 20 epochs (final MSE 140-190)",
+            note="torch's default lr 0.01 leaves the final MSE above 200 (seed 0, bs 1 and 100)",
         ),
         OptimizerInfo(
             "adam",
@@ -206,11 +223,11 @@ OPTIMIZERS = Registry(
             "AdamW",
             torch.optim.AdamW,
             defaults={"lr": 3.0},
-            per_batch_size={1: {"lr": 0.03}, 10: {"lr": 0.3}},
+            per_batch_size={1: {"lr": 0.02}, 10: {"lr": 0.3}},
             elementwise=True,
             foreach=True,
             fused=True,
-            note="torch's default weight decay 0.01 is kept; it biases the fit slightly",
+            note="torch's default weight decay 0.01 is kept; it pulls the fit towards 0 a little",
         ),
         OptimizerInfo(
             "asgd",
@@ -228,15 +245,16 @@ OPTIMIZERS = Registry(
             defaults={"lr": 1.0},
             per_batch_size={1: {"max_iter": 1}, 10: {"max_iter": 1, "history_size": 3}},
             needs_closure=True,
-            note="on mini-batches one inner iteration (and a short history at batch size 10) "
-            "keeps curvature pairs from different batches from misleading it",
+            full_batch_only=True,
+            note="a full-batch method: curvature pairs from different mini-batches mislead it; "
+            "one inner iteration (and a short history at batch size 10) helps most seeds",
         ),
         OptimizerInfo(
             "muon",
             "Muon",
             _muon,
             defaults={"lr": 0.1, "weight_decay": 0.0, "companion_lr": 0.1},
-            per_batch_size={1: {"lr": 0.01, "companion_lr": 0.03}, 10: {"lr": 0.03}},
+            per_batch_size={1: {"lr": 0.01, "companion_lr": 0.01}, 10: {"lr": 0.02}},
             epochs={10: 100, 100: 300},
             matrix_only=True,
             note="the 1-D bias is trained by a companion Adam (companion_lr)",
@@ -246,7 +264,8 @@ OPTIMIZERS = Registry(
             "NAdam",
             torch.optim.NAdam,
             defaults={"lr": 0.3},
-            per_batch_size={1: {"lr": 0.03}, 50: {"lr": 1.0}},
+            per_batch_size={1: {"lr": 0.03}, 50: {"lr": 1.0}, 100: {"lr": 0.1}},
+            epochs={100: 300},
             elementwise=True,
             foreach=True,
         ),
@@ -275,9 +294,12 @@ OPTIMIZERS = Registry(
             "Rprop",
             torch.optim.Rprop,
             defaults={"lr": 1.0},
-            per_batch_size={10: {"lr": 0.3}, 100: {"lr": 3.0}},
+            per_batch_size={1: {"lr": 0.01, "step_sizes": (1e-6, 0.05)}, 10: {"lr": 0.3}, 100: {"lr": 3.0}},
             elementwise=True,
             foreach=True,
+            full_batch_only=True,
+            note="a full-batch method: its step sizes follow gradient signs, which single samples "
+            "flip at random; capping the step at 0.05 keeps batch size 1 mostly stable",
         ),
         OptimizerInfo(
             "sgd",

@@ -139,6 +139,18 @@ def test_seed_profile_is_the_tutorial():
     assert SEED_PROFILE["seed.adam"].scenario(1).id == "seed.adam-bs1-cpu"
 
 
+def test_expected_failures_come_from_the_entry():
+    assert OPTIMIZERS["lbfgs"].expected_failure(100) is None
+    reason, strict = OPTIMIZERS["lbfgs"].expected_failure(10)
+    assert not strict and reason.startswith("lbfgs is a full-batch method; at batch size 10")
+    assert OPTIMIZERS["sgd"].expected_failure(1) is None
+    explicit = OptimizerInfo(
+        "x", None, torch.optim.SGD, expected_failures={10: "too slow"}, full_batch_only=True
+    )
+    assert explicit.expected_failure(10) == ("too slow", True)
+    assert explicit.expected_failure(1)[1] is False
+
+
 def test_unknown_name_lists_the_choices():
     with pytest.raises(UnknownOptimizerError) as error:
         OPTIMIZERS["adamm"]

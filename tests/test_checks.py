@@ -1,0 +1,90 @@
+import pytest
+
+from optbench import (
+    ConvergenceError,
+    Thresholds,
+    assert_converged,
+    assert_falls_faster,
+    epochs_to_converge,
+    failures,
+)
+from optbench.checks import status
+
+BOUNDS = Thresholds(excess_mse=0.5, slope=0.1, intercept=0.2)
+
+
+def record(**fields):
+    base = {
+        "id": "x-bs1-cpu",
+        "steps": 100,
+        "final_mse": 0.3,
+        "optimum_mse": 0.1,
+        "slope": -5.05,
+        "intercept": 1.1,
+        "target_slope": -5.0,
+        "target_intercept": 1.0,
+        "epoch_mse": [200.0, 10.0, 0.3],
+    }
+    return {**base, **fields}
+
+
+def test_a_run_inside_every_bound_passes():
+    assert failures(record(), BOUNDS) == []
+    assert status(record(), BOUNDS) == "converged"
+    assert_converged(record(), BOUNDS)
+
+
+def test_bounds_are_inclusive():
+    edge = record(final_mse=0.6, slope=-5.0 + 0.1, intercept=1.0 - 0.2)
+    assert failures(edge, Thresholds(excess_mse=0.5 + 1e-12, slope=0.1 + 1e-12, intercept=0.2 + 1e-12)) == []
+
+
+def test_every_miss_is_named_with_its_numbers():
+    bad = record(final_mse=0.9, slope=-4.5, intercept=1.5)
+    assert failures(bad, BOUNDS) == [
+        "excess MSE 0.8 > 0.5 (final 0.9, least-squares optimum 0.1)",
+        "slope -4.5 is 0.5 from -5 (bound 0.1)",
+        "intercept 1.5 is 0.5 from 1 (bound 0.2)",
+    ]
+    assert status(bad, BOUNDS) == "not_converged"
+    with pytest.raises(
+        ConvergenceError, match=r"^x-bs1-cpu did not converge: excess MSE 0.8 > 0.5 .*; slope"
+    ):
+        assert_converged(bad, BOUNDS)
+
+
+def test_non_finite_is_divergence():
+    gone = record(final_mse=None, slope=None, intercept=None, steps=300)
+    assert failures(gone, BOUNDS) == ["diverged: the loss became NaN or infinite within 300 steps"]
+    assert status(gone, BOUNDS) == "diverged"
+
+
+def test_ending_above_the_start_is_divergence():
+    worse = record(final_mse=1e30, epoch_mse=[200.0, 1e30])
+    assert failures(worse, BOUNDS) == ["diverged: final MSE 1e+30 is above the initial 200"]
+    assert status(worse, BOUNDS) == "diverged"
+
+
+def test_nan_compares_as_a_miss():
+    assert failures(record(slope=float("nan")), BOUNDS)[0].startswith("slope nan")
+
+
+def test_epochs_to_converge():
+    assert epochs_to_converge(record(epoch_mse=[200.0, 10.0, 0.59, 0.2]), BOUNDS) == 2
+    assert epochs_to_converge(record(epoch_mse=[0.1, 10.0, 5.0]), BOUNDS) is None  # epoch 0 is the start
+    assert epochs_to_converge(record(epoch_mse=[200.0, None]), BOUNDS) is None
+
+
+def test_falls_faster():
+    fast = record(id="sgd", epoch_mse=[200.0, 0.3, 0.2])
+    slow = record(id="adam", epoch_mse=[200.0, 100.0, 0.3])
+    assert_falls_faster(fast, slow, BOUNDS)
+    with pytest.raises(ConvergenceError) as error:
+        assert_falls_faster(slow, fast, BOUNDS)
+    assert str(error.value) == (
+        "adam does not fall faster than sgd: after epoch 1 its MSE is 100.0 against 0.3; "
+        "it needs 2 epochs to converge against 1"
+    )
+    tie = record(id="tie", epoch_mse=[200.0, 0.3, 0.2])
+    with pytest.raises(ConvergenceError, match="needs 1 epochs to converge against 1"):
+        assert_falls_faster(tie, fast, BOUNDS)

@@ -50,10 +50,11 @@ class OptimizerInfo:
         expected_failures: batch size -> reason, for combinations that honestly
             do not converge within the budget; the benchmark marks them as strict
             expected failures, so an unexpected pass is reported too.
+        unreliable: batch size -> reason, for combinations that converge on most
+            seeds but not all (measured by ``optbench.calibrate``); the benchmark
+            marks them as non-strict expected failures: timed and reported, never
+            failing the suite.
         needs_closure: ``step`` takes a closure that re-evaluates the loss (LBFGS).
-        full_batch_only: designed for full batches; at smaller batch sizes it converges
-            on some seeds and not others, so those cases are expected failures that may
-            pass (non-strict), timed and reported but never failing the suite.
         matrix_only: updates only 2-D parameters; a companion takes the rest.
         sparse_only: needs sparse gradients.
         elementwise: each element's update depends only on that element's own
@@ -70,8 +71,8 @@ class OptimizerInfo:
     per_batch_size: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     epochs: Mapping[int, int] = field(default_factory=dict)
     expected_failures: Mapping[int, str] = field(default_factory=dict)
+    unreliable: Mapping[int, str] = field(default_factory=dict)
     needs_closure: bool = False
-    full_batch_only: bool = False
     matrix_only: bool = False
     sparse_only: bool = False
     elementwise: bool = False
@@ -80,7 +81,7 @@ class OptimizerInfo:
     note: str = ""
 
     def __post_init__(self) -> None:
-        for attribute in ("defaults", "per_batch_size", "epochs", "expected_failures"):
+        for attribute in ("defaults", "per_batch_size", "epochs", "expected_failures", "unreliable"):
             object.__setattr__(self, attribute, _frozen(getattr(self, attribute)))
 
     def hyperparams(self, batch_size: int) -> dict[str, Any]:
@@ -91,12 +92,8 @@ class OptimizerInfo:
         """``(reason, strict)`` when ``batch_size`` is not expected to converge, else ``None``."""
         if batch_size in self.expected_failures:
             return self.expected_failures[batch_size], True
-        if self.full_batch_only and batch_size < TUTORIAL_SIZE:
-            reason = (
-                f"{self.name} is a full-batch method; at batch size {batch_size} it converges "
-                "on some seeds only (docs/calibration.md)"
-            )
-            return reason, False
+        if batch_size in self.unreliable:
+            return self.unreliable[batch_size], False
         return None
 
     def epochs_for(self, batch_size: int) -> int:
@@ -244,10 +241,14 @@ OPTIMIZERS = Registry(
             torch.optim.LBFGS,
             defaults={"lr": 1.0},
             per_batch_size={1: {"max_iter": 1}, 10: {"max_iter": 1, "history_size": 3}},
+            unreliable={
+                1: "full-batch method: converged on 176 of 200 seeds at batch size 1",
+                10: "full-batch method: converged on 199 of 200 seeds at batch size 10",
+                50: "full-batch method: worst intercept error 0.295 of 0.3 over 200 seeds at batch size 50",
+            },
             needs_closure=True,
-            full_batch_only=True,
-            note="a full-batch method: curvature pairs from different mini-batches mislead it; "
-            "one inner iteration (and a short history at batch size 10) helps most seeds",
+            note="curvature pairs from different mini-batches mislead it; one inner iteration "
+            "(and a short history at batch size 10) helps most seeds",
         ),
         OptimizerInfo(
             "muon",
@@ -295,11 +296,11 @@ OPTIMIZERS = Registry(
             torch.optim.Rprop,
             defaults={"lr": 1.0},
             per_batch_size={1: {"lr": 0.01, "step_sizes": (1e-6, 0.05)}, 10: {"lr": 0.3}, 100: {"lr": 3.0}},
+            unreliable={1: "sign-based steps: converged on 198 of 200 seeds at batch size 1"},
             elementwise=True,
             foreach=True,
-            full_batch_only=True,
-            note="a full-batch method: its step sizes follow gradient signs, which single samples "
-            "flip at random; capping the step at 0.05 keeps batch size 1 mostly stable",
+            note="its step sizes follow gradient signs, which single samples flip; capping the "
+            "step at 0.05 keeps batch size 1 stable on most seeds",
         ),
         OptimizerInfo(
             "sgd",

@@ -141,14 +141,14 @@ def test_seed_profile_is_the_tutorial():
 
 def test_expected_failures_come_from_the_entry():
     assert OPTIMIZERS["lbfgs"].expected_failure(100) is None
-    reason, strict = OPTIMIZERS["lbfgs"].expected_failure(10)
-    assert not strict and reason.startswith("lbfgs is a full-batch method; at batch size 10")
+    assert OPTIMIZERS["lbfgs"].expected_failure(10) == (OPTIMIZERS["lbfgs"].unreliable[10], False)
     assert OPTIMIZERS["sgd"].expected_failure(1) is None
     explicit = OptimizerInfo(
-        "x", None, torch.optim.SGD, expected_failures={10: "too slow"}, full_batch_only=True
+        "x", None, torch.optim.SGD, expected_failures={10: "too slow"}, unreliable={1: "noisy"}
     )
     assert explicit.expected_failure(10) == ("too slow", True)
-    assert explicit.expected_failure(1)[1] is False
+    assert explicit.expected_failure(1) == ("noisy", False)
+    assert explicit.expected_failure(100) is None
 
 
 def test_unknown_name_lists_the_choices():

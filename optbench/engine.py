@@ -36,6 +36,11 @@ class Prepared:
     optimum: LeastSquares
     target_slope: float
     target_intercept: float
+    losses: torch.Tensor
+    """One element per step, filled by ``train`` without waiting for the device."""
+    slots: tuple[torch.Tensor, ...]
+    """``losses`` as one view per step: ``copy_`` into a view costs less per step than
+    indexing, and making the views is setup, not training."""
 
 
 def check_bound(optimizer: OptimizerLike, model: nn.Module, scenario_id: str) -> None:
@@ -81,6 +86,8 @@ def prepare(scenario: Scenario) -> Prepared:
     x, y = as_tensors(dataset)
     optimum = least_squares(x, y)
     device = torch.device(scenario.device)
+    steps = scenario.epochs * math.ceil(x.shape[0] / min(scenario.batch_size, x.shape[0]))
+    losses = torch.full((steps,), math.nan, device=device)
     model = scenario.model(2 * scenario.seed + 1).to(device)
     optimizer = scenario.optimizer(model.parameters())
     check_bound(optimizer, model, scenario.id)
@@ -93,6 +100,8 @@ def prepare(scenario: Scenario) -> Prepared:
         optimum=optimum,
         target_slope=float(getattr(dataset, "slope", optimum.slope)),
         target_intercept=float(getattr(dataset, "intercept", optimum.intercept)),
+        losses=losses,
+        slots=losses.unbind(),
     )
 
 
@@ -114,8 +123,9 @@ def _line(model: nn.Module) -> tuple[float | None, float | None]:
 def train(prepared: Prepared) -> Record:
     """Trains ``prepared`` once; the timed part of a benchmark round.
 
-    The loop never waits for the device: each step's loss is written into a
-    preallocated tensor, and batches are views of tensors already on the device.
+    The loop never waits for the device: each step's loss is copied into its slot
+    of a tensor preallocated by ``prepare``, and batches are views of tensors
+    already on the device.
     Once per epoch the full-data MSE is computed and checked, which is the only
     synchronisation until the end; a NaN or infinite loss ends the run there with
     status ``diverged``.
@@ -124,8 +134,7 @@ def train(prepared: Prepared) -> Record:
     x, y = prepared.x, prepared.y
     device = x.device
     size, batch_size = x.shape[0], min(scenario.batch_size, x.shape[0])
-    batches = math.ceil(size / batch_size)
-    losses = torch.full((scenario.epochs * batches,), math.nan, device=device)
+    losses, slots, needs_closure = prepared.losses, prepared.slots, scenario.needs_closure
     epoch_mse = torch.empty(scenario.epochs + 1, device=device)
     generator = torch.Generator(device=device).manual_seed(scenario.seed) if scenario.shuffle else None
     x_batches, y_batches = x.split(batch_size), y.split(batch_size)
@@ -140,7 +149,7 @@ def train(prepared: Prepared) -> Record:
             order = torch.randperm(size, device=device, generator=generator)
             x_batches, y_batches = x[order].split(batch_size), y[order].split(batch_size)
         for xb, yb in zip(x_batches, y_batches, strict=True):
-            if scenario.needs_closure:
+            if needs_closure:
 
                 def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
                     optimizer.zero_grad()
@@ -154,7 +163,7 @@ def train(prepared: Prepared) -> Record:
                 loss = F.mse_loss(model(xb), yb)
                 loss.backward()
                 optimizer.step()
-            losses[step] = loss.detach()
+            slots[step].copy_(loss.detach())
             step += 1
         with torch.no_grad():
             epoch_mse[epoch] = F.mse_loss(model(x), y)

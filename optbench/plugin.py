@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 
 from optbench import hookspecs
 from optbench.devices import DEVICES, unavailable_reason
@@ -96,6 +97,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         case_id = info.scenario(batch_size, device=device).id
         cases.append(pytest.param(name, batch_size, device, id=case_id, marks=marks))
     metafunc.parametrize(("optimizer", "batch_size", "device"), cases)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hook; harmless when it is not loaded
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, object]) -> None:
+    """Saves the torch version with every run, so reports can tell runs apart by it."""
+    machine_info["torch_version"] = torch.__version__
 
 
 @pytest.fixture

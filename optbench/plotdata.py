@@ -1,0 +1,57 @@
+"""What the report draws, computed from the results DataFrame and kept apart from drawing."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SEED_PAIR = ("seed.sgd", "seed.adam")
+"""The seed profile's scenarios, in the order the tutorial plotted them."""
+
+
+def newest(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each scenario's row from the newest run that holds it."""
+    ordered = frame.sort_values(["date", "run"], na_position="first", kind="stable")
+    return ordered.drop_duplicates("id", keep="last").sort_values(["batch_size", "device", "optimizer"])
+
+
+def panels(frame: pd.DataFrame) -> list[tuple[int, str]]:
+    """``(batch size, device)`` per panel: one per batch size, and per device when there are several."""
+    return sorted({(int(bs), str(device)) for bs, device in zip(frame.batch_size, frame.device, strict=True)})
+
+
+def loss_curves(frame: pd.DataFrame, label: str = "") -> pd.DataFrame:
+    """One row per point of each scenario's per-epoch full-data MSE.
+
+    Args:
+        frame: rows from ``optbench.results.load``, one per scenario.
+        label: which run the rows come from (``baseline``/``candidate`` in a comparison).
+
+    Returns:
+        Columns ``batch_size, device, optimizer, id, label, epoch, mse``; epochs
+        count from 0 (before training), so every batch size shares the x axis.
+    """
+    points = frame[["batch_size", "device", "optimizer", "id", "epoch_mse"]].explode("epoch_mse")
+    points = points.rename(columns={"epoch_mse": "mse"})
+    points["epoch"] = points.groupby(level=0).cumcount()
+    points["mse"] = points["mse"].astype(float)
+    points = points[points["mse"].notna() & (points["mse"] < float("inf"))]
+    points["label"] = label
+    columns = ["batch_size", "device", "optimizer", "id", "label", "epoch", "mse"]
+    return points[columns].reset_index(drop=True)
+
+
+def floors(frame: pd.DataFrame) -> pd.DataFrame:
+    """The least-squares optimum per panel: the MSE no optimizer can go under."""
+    grouped = frame.groupby(["batch_size", "device"], as_index=False)["optimum_mse"].min()
+    return grouped.rename(columns={"optimum_mse": "mse"})
+
+
+def seed_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """The seed profile's SGD and Adam as per-step loss rows (steps, not windows, on the x axis)."""
+    pair = frame[frame.optimizer.isin(SEED_PAIR)]
+    rows = []
+    for record in pair.itertuples():
+        stride = max(int(record.step_loss_stride), 1)
+        for index, loss in enumerate(record.step_loss):
+            rows.append({"optimizer": record.optimizer, "step": (index + 1) * stride, "loss": loss})
+    return pd.DataFrame(rows, columns=["optimizer", "step", "loss"])

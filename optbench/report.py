@@ -1,0 +1,191 @@
+"""``python -m optbench.report``: saved runs in, a loss-curve report out.
+
+Reads the newest autosaved run under ``.benchmarks/`` (or the files and folders
+given), and writes ``loss_curves.png``, ``seed.png``, ``summary.csv``,
+``summary.md`` and a self-contained ``index.html`` into ``--out``. With
+``--baseline RUN --candidate RUN`` it overlays the two runs and adds delta
+columns, marking regressions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from optbench import plotdata, render
+from optbench.results import BENCHMARKS_DIR, Loaded, ResultsError, expand, find_run, load, newest_run
+from optbench.summary import compare, markdown, summary
+
+PROG = "python -m optbench.report"
+
+
+class OutputError(Exception):
+    """The output folder cannot be created or written; the message names it and the fix."""
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _write(folder: Path, name: str, content: bytes | str) -> None:
+    """Writes ``folder/name`` atomically: a temporary file in the same folder, then a rename."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    partial = folder / f".{name}.{os.getpid()}.partial"
+    try:
+        with open(partial, "wb") as handle:  # plain open: the file gets the user's umask
+            handle.write(data)
+        os.replace(partial, folder / name)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OutputError(
+            f"{folder / name}: cannot be written ({error.strerror}); pass --out a writable folder"
+        ) from None
+
+
+def _prepare_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(
+            f"{folder}: cannot be created ({error.strerror}); pass --out a writable folder"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{folder}: not writable; pass --out a writable folder")
+
+
+def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, bytes]:
+    current = plotdata.newest(frame)
+    matrix = current[~current.optimizer.isin(plotdata.SEED_PAIR)]
+    figures: dict[str, bytes] = {}
+    if len(matrix):
+        curves = plotdata.loss_curves(matrix, "candidate" if baseline is not None else "")
+        if baseline is not None:
+            old = plotdata.newest(baseline)
+            curves = pd.concat(
+                [plotdata.loss_curves(old[~old.optimizer.isin(plotdata.SEED_PAIR)], "baseline"), curves]
+            )
+        figure = render.loss_curves_figure(curves, plotdata.floors(matrix), plotdata.panels(matrix))
+        figures["loss_curves.png"] = render.png(figure)
+    seed = plotdata.seed_curves(current)
+    if len(seed):
+        pair = current[current.optimizer.isin(plotdata.SEED_PAIR)]
+        figures["seed.png"] = render.png(render.seed_figure(seed, float(pair.optimum_mse.min())))
+    return figures
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "" if value != value else f"{value:.4g}"
+        return html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
+    rows = []
+    for record in table.to_dict("records"):
+        marked = record.get("regression") not in (None, "", "added") or record.get("passed") is False
+        cls = ' class="bad"' if marked else ""
+        rows.append(f"<tr{cls}>" + "".join(f"<td>{cell(v)}</td>" for v in record.values()) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _provenance(frame: pd.DataFrame) -> pd.DataFrame:
+    runs = frame.drop_duplicates("run")[["run", "save", "machine", "torch", "commit", "date"]]
+    return runs.assign(date=runs.date.astype(str)).reset_index(drop=True)
+
+
+def _index(title: str, figures: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str:
+    images = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode("ascii")}"><figcaption>{html.escape(name)}</figcaption></figure>'
+        for name, data in figures.items()
+    )
+    sections = "".join(f"<h2>{html.escape(name)}</h2>{_html_table(table)}" for name, table in tables.items())
+    style = (
+        "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
+        "tr.bad td{background:#fde2e1}img{max-width:100%}figure{margin:1em 0}"
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{images}{sections}</body></html>\n"
+    )
+
+
+def build(loaded: Loaded, baseline: Loaded | None = None) -> dict[str, bytes | str]:
+    """Every output file's name and content, computed before anything is written."""
+    frame = loaded.frame
+    _say("plotting")
+    files: dict[str, bytes | str] = dict(_figures(frame, baseline.frame if baseline is not None else None))
+    _say("tabulating")
+    if baseline is not None:
+        table = compare(plotdata.newest(baseline.frame), plotdata.newest(frame))
+        title = "optbench comparison"
+        provenance = pd.concat([_provenance(baseline.frame), _provenance(frame)], ignore_index=True)
+    else:
+        table = summary(frame)
+        title = "optbench report"
+        provenance = _provenance(frame)
+    files["summary.csv"] = table.to_csv(index=False)
+    files["summary.md"] = f"# {title}\n\n" + markdown(table) + "\n## Runs\n\n" + markdown(provenance)
+    figures = {name: data for name, data in files.items() if name.endswith(".png")}
+    files["index.html"] = _index(title, figures, {"Scenarios": table, "Runs": provenance})  # type: ignore[arg-type]
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns 0 on success and 2 when nothing usable can be reported or written."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help="result files or folders (default: the newest saved run)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("optbench-report"), help="output folder")
+    parser.add_argument("--baseline", metavar="RUN", help="a results file or a save number such as 0003")
+    parser.add_argument("--candidate", metavar="RUN", help="a results file or a save number such as 0004")
+    parser.add_argument(
+        "--benchmarks-dir",
+        type=Path,
+        default=BENCHMARKS_DIR,
+        help="where saved runs live (default .benchmarks)",
+    )
+    args = parser.parse_args(argv)
+    if (args.baseline is None) != (args.candidate is None):
+        parser.error("--baseline and --candidate go together; give both, or neither")
+    if args.baseline is not None and args.paths:
+        parser.error("give either result paths or --baseline/--candidate, not both")
+    try:
+        if args.baseline is not None:
+            base_path = find_run(args.baseline, args.benchmarks_dir)
+            cand_path = find_run(args.candidate, args.benchmarks_dir)
+            _say(f"loading baseline {base_path} and candidate {cand_path}")
+            baseline, loaded = load([base_path]), load([cand_path])
+            warnings = baseline.warnings + loaded.warnings
+        else:
+            files = expand(args.paths) if args.paths else [newest_run(args.benchmarks_dir)]
+            _say(f"loading {len(files)} file(s)" if args.paths else f"loading {files[0]}")
+            baseline, loaded = None, load(files)
+            warnings = loaded.warnings
+        for warning in warnings:
+            _say(f"warning: {warning}")
+        frame = loaded.frame
+        _say(f"{frame.id.nunique()} scenario(s) from {frame.run.nunique()} run(s)")
+        files_out = build(loaded, baseline)
+        _prepare_folder(args.out)
+        _say(f"writing {', '.join(files_out)}")
+        for name, content in files_out.items():
+            _write(args.out, name, content)
+    except (ResultsError, OutputError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    _say(f"wrote {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

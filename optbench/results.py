@@ -1,0 +1,225 @@
+"""Saved pytest-benchmark runs in, one flat DataFrame out: a row per scenario per run.
+
+Every problem with a file becomes a ``ResultsError`` whose message names the file
+and the fix; ``load`` skips a bad file among good ones and reports it, and fails
+only when nothing usable is left.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from optbench.checks import failures
+
+BENCHMARKS_DIR = Path(".benchmarks")
+"""Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
+
+_SAVE_NUMBER = re.compile(r"^(\d{4})_")
+_SAVE_HINT = "run `pytest benchmarks --benchmark-autosave` first, or pass result files"
+_NEEDED = ("id", "optimizer", "batch_size", "device", "final_mse", "optimum_mse", "status", "epoch_mse")
+_FLOATS = ("final_mse", "slope", "intercept", "optimum_mse", "target_slope", "target_intercept")
+
+COLUMNS = (
+    "run", "save", "machine", "commit", "date", "torch", "test", "id", "optimizer", "batch_size",
+    "device", "seed", "epochs", "steps", "min", "median", "mean", "stddev", "rounds", "final_mse",
+    "optimum_mse", "excess_mse", "slope", "intercept", "target_slope", "target_intercept", "status",
+    "passed", "epoch_mse", "step_loss", "step_loss_stride",
+)  # fmt: skip
+"""The DataFrame's columns, in order."""
+
+
+class ResultsError(Exception):
+    """A results file or folder that cannot be used; the message names it and the fix."""
+
+
+@dataclass
+class Loaded:
+    """What ``load`` found: the rows, and one warning per file it skipped or repaired."""
+
+    frame: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+def save_number(path: Path) -> str:
+    """``"0003"`` for an autosaved ``0003_<commit>_<date>.json``, else ``""``."""
+    match = _SAVE_NUMBER.match(path.name)
+    return match.group(1) if match else ""
+
+
+def newest_run(root: Path = BENCHMARKS_DIR) -> Path:
+    """The newest autosaved run in any machine folder under ``root``.
+
+    Raises:
+        ResultsError: there is no such folder, or no saved run in it.
+    """
+    if not root.is_dir():
+        raise ResultsError(f"{root}: no saved runs here; {_SAVE_HINT}")
+    runs = [path for path in root.glob("*/*.json") if save_number(path)]
+    if not runs:
+        raise ResultsError(f"{root}: no autosaved runs in it; {_SAVE_HINT}")
+    return max(runs, key=lambda path: (save_number(path), path.stat().st_mtime))
+
+
+def find_run(spec: str, root: Path = BENCHMARKS_DIR) -> Path:
+    """A run given as a file, or as a save number such as ``0003`` (or ``3``) under ``root``.
+
+    Raises:
+        ResultsError: no such file, or no saved run with that number.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if spec.isdigit():
+        number = f"{int(spec):04d}"
+        matches = sorted(root.glob(f"*/{number}_*.json"))
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            names = ", ".join(str(match) for match in matches)
+            raise ResultsError(f"save {number} exists for several machines ({names}); pass the file instead")
+        raise ResultsError(f"save {number}: no {root}/*/{number}_*.json; list {root} for the saved runs")
+    raise ResultsError(f"{spec}: no such file; pass a results JSON file or a save number such as 0003")
+
+
+def expand(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, folders as every ``*.json`` below them, sorted.
+
+    Raises:
+        ResultsError: a path does not exist, or a folder holds no JSON files.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("*.json"))
+            if not found:
+                raise ResultsError(f"{path}: the folder holds no .json results; pass a folder of saved runs")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ResultsError(f"{path}: no such file or folder; check the path")
+    return files
+
+
+def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """The optbench rows of one saved pytest-benchmark run.
+
+    A record whose final numbers are NaN or missing without being marked
+    diverged is read as diverged, with a line added to ``warnings``.
+
+    Raises:
+        ResultsError: the file cannot be read, is not JSON, is not a pytest-benchmark
+            run, or holds no optbench records.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file; pass a pytest-benchmark JSON file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(
+            f"{path}: not valid JSON (line {error.lineno}: {error.msg}); the file may be truncated, "
+            "re-run the benchmarks to save it again"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ResultsError(
+            f"{path}: not a pytest-benchmark run (no 'benchmarks' list); pass files saved by "
+            "--benchmark-autosave or --benchmark-json"
+        )
+    machine = data.get("machine_info") or {}
+    commit = data.get("commit_info") or {}
+    run = {
+        "run": path.stem,
+        "save": save_number(path),
+        "machine": str(machine.get("node", "")),
+        "commit": str(commit.get("id") or "")[:12],
+        "date": pd.to_datetime(data.get("datetime"), utc=True, errors="coerce"),
+        "torch": str(machine.get("torch_version", "")),
+    }
+    rows = [_row(run, bench) for bench in data["benchmarks"] if _is_optbench(bench)]
+    for row in rows:
+        if row.pop("repaired") and warnings is not None:
+            warnings.append(f"{path}: {row['id']} holds NaN or missing final numbers; read as diverged")
+    if not rows:
+        raise ResultsError(
+            f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "
+            "`pytest benchmarks --benchmark-autosave`"
+        )
+    return rows
+
+
+def _is_optbench(bench: Any) -> bool:
+    info = bench.get("extra_info") if isinstance(bench, dict) else None
+    return isinstance(info, dict) and all(key in info for key in _NEEDED)
+
+
+def _number(value: Any) -> float:
+    """A float, NaN for anything missing or not a number (the JSON null of a diverged run)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def _curve(values: Any) -> list[float]:
+    return [_number(value) for value in values] if isinstance(values, list) else []
+
+
+def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
+    info, stats = bench["extra_info"], bench.get("stats") or {}
+    row = {**run, "test": bench.get("fullname", bench.get("name", ""))}
+    for key in ("id", "optimizer", "device", "status"):
+        row[key] = str(info[key])
+    for key in ("batch_size", "seed", "epochs", "steps", "step_loss_stride"):
+        value = _number(info.get(key))
+        row[key] = int(value) if math.isfinite(value) else 0
+    for key in ("min", "median", "mean", "stddev"):
+        row[key] = _number(stats.get(key))
+    row["rounds"] = int(stats.get("rounds", 0) or 0)
+    for key in _FLOATS:
+        row[key] = _number(info.get(key))
+    row["epoch_mse"] = _curve(info.get("epoch_mse"))
+    row["step_loss"] = _curve(info.get("step_loss"))
+    finite = all(math.isfinite(row[key]) for key in ("final_mse", "slope", "intercept"))
+    row["repaired"] = not finite and row["status"] != "diverged"
+    if not finite:
+        row["status"] = "diverged"
+    row["excess_mse"] = row["final_mse"] - row["optimum_mse"]
+    check = {key: (row[key] if math.isfinite(row[key]) else None) for key in _FLOATS}
+    check.update(id=row["id"], steps=row["steps"], epoch_mse=[_finite(v) for v in row["epoch_mse"]])
+    row["passed"] = not failures(check)
+    return row
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def load(paths: Sequence[Path]) -> Loaded:
+    """Reads every run in ``paths`` into one DataFrame, skipping unusable files with a warning.
+
+    Raises:
+        ResultsError: nothing usable is left; the message names each file's problem.
+    """
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for path in paths:
+        try:
+            rows.extend(read_run(path, warnings))
+        except ResultsError as error:
+            warnings.append(f"skipped {error}")
+    if not rows:
+        problems = "; ".join(w.removeprefix("skipped ") for w in warnings) or "no files given"
+        raise ResultsError(f"no usable optbench results: {problems}")
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return Loaded(frame=frame, warnings=warnings)

@@ -1,0 +1,56 @@
+"""How long the report takes on a large input: 1,000 scenarios x 20 saved runs, generated.
+
+Run: ``pytest benchmarks/test_report_scale.py``. The inputs are written before
+timing; one round is the whole ``python -m optbench.report`` over all 20 files.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from optbench.report import main
+
+SCENARIOS, RUNS = 1000, 20
+
+
+def _record(index: int, run: int) -> dict:
+    name, batch_size = f"opt{index // 4:03d}", (1, 10, 50, 100)[index % 4]
+    epochs = 20
+    rate = 0.2 + (index % 7) / 10 + run / 1000
+    curve = [0.17 + 250 * math.exp(-rate * epoch) for epoch in range(epochs + 1)]
+    scenario = f"{name}-bs{batch_size}-cpu"
+    info = {
+        "id": scenario, "optimizer": name, "batch_size": batch_size, "device": "cpu", "epochs": epochs,
+        "seed": 0, "shuffle": False, "hyperparams": "{}", "steps": epochs * (100 // batch_size),
+        "status": "converged", "seconds": 0.1, "final_mse": curve[-1], "slope": -5.01, "intercept": 1.02,
+        "optimum_mse": 0.17, "optimum_slope": -5.0, "optimum_intercept": 1.0, "target_slope": -5.0,
+        "target_intercept": 1.0, "epoch_mse": curve, "step_loss": [0.2 + j / 1000 for j in range(200)],
+        "step_loss_stride": 10,
+    }  # fmt: skip
+    stats = {"min": 0.1, "max": 0.12, "mean": 0.11, "stddev": 0.005, "median": 0.11, "rounds": 5}
+    return {"name": f"test_converges[{scenario}]", "fullname": f"test_matrix.py::test_converges[{scenario}]",
+            "params": {"optimizer": name, "batch_size": batch_size, "device": "cpu"},
+            "extra_info": info, "stats": stats}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def many_runs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("runs")
+    for run in range(RUNS):
+        data = {
+            "machine_info": {"node": "generated", "torch_version": "0"},
+            "commit_info": {"id": f"{run:040d}"},
+            "datetime": f"2026-01-{run + 1:02d}T00:00:00+00:00",
+            "benchmarks": [_record(index, run) for index in range(SCENARIOS)],
+        }
+        (folder / f"{run + 1:04d}_generated.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_report_over_1000_scenarios_and_20_runs(benchmark, many_runs, tmp_path) -> None:
+    out = tmp_path / "report"
+    status = benchmark.pedantic(main, args=([str(many_runs), "--out", str(out)],), rounds=1, iterations=1)
+    assert status == 0
+    assert len((out / "summary.csv").read_text().splitlines()) == SCENARIOS * RUNS + 1

@@ -1,0 +1,247 @@
+"""The report on real runs that the suite itself saved, its plot data, comparisons and bad input."""
+
+import copy
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from optbench import plotdata
+from optbench.report import main
+from optbench.results import load
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = {"loss_curves.png", "seed.png", "summary.csv", "summary.md", "index.html"}
+MATRIX_IDS = {f"{name}-bs{bs}-cpu" for name in ("adam", "sgd") for bs in (10, 100)}
+SEED_IDS = {"seed.adam-bs1-cpu", "seed.sgd-bs1-cpu"}
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory) -> Path:
+    """A real run: a subset of the matrix and the seed profile, saved by pytest-benchmark."""
+    path = tmp_path_factory.mktemp("run") / "run.json"
+    command = [
+        sys.executable, "-m", "pytest", "benchmarks/test_matrix.py", "benchmarks/test_seed_profile.py",
+        "-q", "-p", "no:cacheprovider",
+        "--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100", "--optbench-devices=cpu",
+        "--benchmark-min-rounds=1", f"--benchmark-json={path}",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return path
+
+
+@pytest.fixture
+def run_json(saved_run) -> dict:
+    return json.loads(saved_run.read_text())
+
+
+def records(data: dict) -> dict[str, dict]:
+    return {bench["extra_info"]["id"]: bench for bench in data["benchmarks"]}
+
+
+def report(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    return status, capsys.readouterr().err
+
+
+def test_report_from_a_real_run(saved_run, run_json, tmp_path, capsys):
+    out = tmp_path / "report"
+    status, err = report(capsys, saved_run, "--out", out)
+    assert status == 0, err
+    assert {path.name for path in out.iterdir()} == OUTPUTS
+    lines = err.strip().splitlines()
+    assert all(line.startswith("python -m optbench.report: ") for line in lines)
+    assert lines[-1] == f"python -m optbench.report: wrote {out}/"
+    table = pd.read_csv(out / "summary.csv")
+    assert set(table.id) == MATRIX_IDS | SEED_IDS
+    saved = records(run_json)
+    for row in table.itertuples():
+        info, stats = saved[row.id]["extra_info"], saved[row.id]["stats"]
+        assert row.final_mse == pytest.approx(info["final_mse"])
+        assert row.slope == pytest.approx(info["slope"]) and row.intercept == pytest.approx(info["intercept"])
+        assert row.excess_mse == pytest.approx(info["final_mse"] - info["optimum_mse"])
+        assert row.median_s == pytest.approx(stats["median"])
+        assert row.us_per_step == pytest.approx(stats["median"] / info["steps"] * 1e6)
+        assert row.status == info["status"] == "converged" and row.passed
+    markdown = (out / "summary.md").read_text()
+    assert "| sgd-bs10-cpu | sgd | 10 | cpu |" in markdown
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert "http://" not in page and "https://" not in page
+    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_newest_autosaved_run_is_the_default(saved_run, run_json, tmp_path, capsys):
+    machine = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit"
+    machine.mkdir(parents=True)
+    older = copy.deepcopy(run_json)
+    older["benchmarks"] = older["benchmarks"][:1]
+    (machine / "0001_abc_20260101_000000.json").write_text(json.dumps(older))
+    shutil.copy(saved_run, machine / "0002_def_20260102_000000.json")
+    status, err = report(capsys, "--benchmarks-dir", tmp_path / ".benchmarks", "--out", tmp_path / "out")
+    assert status == 0, err
+    assert "0002_def_20260102_000000.json" in err
+    assert len(pd.read_csv(tmp_path / "out" / "summary.csv")) == len(MATRIX_IDS | SEED_IDS)
+
+
+def test_plot_data(saved_run):
+    frame = load([saved_run]).frame
+    matrix = frame[~frame.optimizer.isin(plotdata.SEED_PAIR)]
+    curves = plotdata.loss_curves(matrix)
+    assert len(curves) == sum(len(curve) for curve in matrix.epoch_mse)
+    sgd = curves[curves.id == "sgd-bs10-cpu"]
+    expected = matrix.set_index("id").loc["sgd-bs10-cpu", "epoch_mse"]
+    assert sgd.epoch.tolist() == list(range(21)) and sgd.mse.tolist() == expected
+    assert plotdata.panels(matrix) == [(10, "cpu"), (100, "cpu")]
+    floors = plotdata.floors(matrix).set_index("batch_size").mse
+    assert floors[10] == matrix[matrix.batch_size == 10].optimum_mse.min()
+    seed = plotdata.seed_curves(frame)
+    assert set(seed.optimizer) == set(plotdata.SEED_PAIR)
+    adam = seed[seed.optimizer == "seed.adam"]
+    assert len(adam) == 200 and adam.step.tolist() == list(range(10, 2001, 10))
+
+
+def test_a_diverged_run_keeps_its_curve_up_to_the_divergence():
+    frame = pd.DataFrame(
+        {
+            "batch_size": [1],
+            "device": ["cpu"],
+            "optimizer": ["x"],
+            "id": ["x-bs1-cpu"],
+            "epoch_mse": [[9.0, 3.0, math.nan]],
+        }
+    )
+    assert plotdata.loss_curves(frame).mse.tolist() == [9.0, 3.0]
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+BAD_INPUTS = {
+    "missing": (lambda tmp, run: tmp / "nope.json", "nope.json: no such file or folder; check the path"),
+    "empty folder": (lambda tmp, run: (tmp / "empty").mkdir() or tmp / "empty", "holds no .json results"),
+    "truncated": (lambda tmp, run: write(tmp / "cut.json", json.dumps(run)[:500]), "may be truncated"),
+    "not json": (lambda tmp, run: write(tmp / "x.json", "hello"), "x.json: not valid JSON"),
+    "not a run": (lambda tmp, run: write(tmp / "list.json", [1, 2]), "not a pytest-benchmark run"),
+    "foreign": (
+        lambda tmp, run: write(tmp / "other.json", {**run, "benchmarks": [{"name": "t", "extra_info": {}}]}),
+        "other.json: a pytest-benchmark run with no optbench records",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(case, run_json, tmp_path, capsys):
+    make, message = BAD_INPUTS[case]
+    path = make(tmp_path, run_json)
+    status, err = report(capsys, path, "--out", tmp_path / "out")
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m optbench.report: error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_file_among_good_ones_is_skipped_with_a_warning(saved_run, tmp_path, capsys):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    shutil.copy(saved_run, folder / "good.json")
+    write(folder / "bad.json", "{")
+    status, err = report(capsys, folder, "--out", tmp_path / "out")
+    assert status == 0
+    assert "warning: skipped " in err and "bad.json: not valid JSON" in err
+
+
+def test_nan_and_diverged_records_are_reported_as_diverged(run_json, tmp_path, capsys):
+    data = copy.deepcopy(run_json)
+    broken = records(data)["sgd-bs10-cpu"]["extra_info"]
+    broken["final_mse"] = float("nan")  # json.dumps writes NaN, as pytest-benchmark would
+    path = write(tmp_path / "nan.json", json.dumps(data))
+    status, err = report(capsys, path, "--out", tmp_path / "out")
+    assert status == 0
+    assert "nan.json: sgd-bs10-cpu holds NaN or missing final numbers; read as diverged" in err
+    table = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("id")
+    assert table.loc["sgd-bs10-cpu", "status"] == "diverged" and not table.loc["sgd-bs10-cpu", "passed"]
+
+
+def test_an_unwritable_output_is_one_line_and_exit_2(saved_run, tmp_path, capsys):
+    blocker = write(tmp_path / "file", "not a folder")
+    status, err = report(capsys, saved_run, "--out", blocker / "report")
+    assert status == 2
+    assert f"{blocker / 'report'}: cannot be created" in err and "pass --out a writable folder" in err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_compare_marks_regressions(run_json, tmp_path, capsys):
+    machine = tmp_path / ".benchmarks" / "m"
+    machine.mkdir(parents=True)
+    write(machine / "0001_aaa_20260101_000000.json", run_json)
+    candidate = copy.deepcopy(run_json)
+    saved = records(candidate)
+    saved["sgd-bs10-cpu"]["stats"]["median"] *= 2
+    saved["adam-bs100-cpu"]["extra_info"].update(
+        status="diverged", final_mse=None, slope=None, intercept=None
+    )
+    write(machine / "0002_bbb_20260102_000000.json", candidate)
+    out = tmp_path / "out"
+    status, err = report(
+        capsys, "--baseline", "1", "--candidate", "0002", "--benchmarks-dir", machine.parent, "--out", out
+    )
+    assert status == 0, err
+    table = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("id")
+    assert table.loc["sgd-bs10-cpu", "time_ratio"] == pytest.approx(2.0)
+    assert table.loc["sgd-bs10-cpu", "regression"] == "slower"
+    assert table.loc["adam-bs100-cpu", "status_change"] == "converged -> diverged"
+    assert table.loc["adam-bs100-cpu", "regression"] == "status worse"
+    assert table.loc["adam-bs10-cpu", "regression"] == ""
+    assert table.loc["adam-bs10-cpu", "time_ratio"] == pytest.approx(1.0)
+    assert (out / "index.html").read_text().count('<tr class="bad">') == 2
+    assert (out / "loss_curves.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--baseline", "0001"], "--baseline and --candidate go together"),
+        (["--baseline", "7", "--candidate", "8"], "save 0007: no "),
+    ],
+)
+def test_compare_misuse(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        status = main([*argv, "--benchmarks-dir", str(tmp_path)])
+        raise SystemExit(status)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_index_renders_headless_with_its_images(saved_run, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert report(capsys, saved_run, "--out", out)[0] == 0
+    # A copy of the page with a probe that records whether each image decoded.
+    probe = "<script>addEventListener('load', () => { document.body.dataset.images = "
+    probe += "[...document.images].map(i => i.complete && i.naturalWidth > 0).join(','); });</script>"
+    page = out / "probe.html"
+    page.write_text((out / "index.html").read_text().replace("</body>", probe + "</body>"))
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=2000", "--enable-logging=stderr",
+        "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'data-images="true,true"' in done.stdout
+    assert "sgd-bs10-cpu" in done.stdout
+    assert "net::ERR" not in done.stderr

@@ -113,7 +113,8 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
     """The optbench rows of one saved pytest-benchmark run.
 
     A record whose final numbers are NaN or missing without being marked
-    diverged is read as diverged, with a line added to ``warnings``.
+    diverged is read as diverged; that, and every diverged record, adds a line
+    to ``warnings``.
 
     Raises:
         ResultsError: the file cannot be read, is not JSON, is not a pytest-benchmark
@@ -149,8 +150,15 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
     }
     rows = [_row(run, bench) for bench in data["benchmarks"] if _is_optbench(bench)]
     for row in rows:
-        if row.pop("repaired") and warnings is not None:
+        repaired = row.pop("repaired")
+        if warnings is None:
+            continue
+        if repaired:
             warnings.append(f"{path}: {row['id']} holds NaN or missing final numbers; read as diverged")
+        elif row["status"] == "diverged":
+            warnings.append(
+                f"{path}: {row['id']} diverged (drawn up to the divergence); check its learning rate"
+            )
     if not rows:
         raise ResultsError(
             f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "

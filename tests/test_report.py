@@ -201,6 +201,7 @@ def test_compare_marks_regressions(run_json, tmp_path, capsys):
     assert table.loc["sgd-bs10-cpu", "regression"] == "slower"
     assert table.loc["adam-bs100-cpu", "status_change"] == "converged -> diverged"
     assert table.loc["adam-bs100-cpu", "regression"] == "status worse"
+    assert "adam-bs100-cpu diverged (drawn up to the divergence); check its learning rate" in err
     assert table.loc["adam-bs10-cpu", "regression"] == ""
     assert table.loc["adam-bs10-cpu", "time_ratio"] == pytest.approx(1.0)
     assert (out / "index.html").read_text().count('<tr class="bad">') == 2

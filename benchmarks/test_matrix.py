@@ -1,15 +1,12 @@
 """The default matrix: every registered optimizer x batch size x device, timed and checked.
 
 Each round trains a fresh model with a fresh optimizer built from that model's
-parameters; building them is pytest-benchmark's untimed ``setup``.
+parameters (the ``benchmark_training`` fixture); the record is saved with the
+timings, then the run must have converged.
 """
 
-from optbench import Scenario, assert_converged, prepare, train
+from optbench import Scenario, assert_converged
 
 
-def test_converges(benchmark, scenario: Scenario, optbench_rounds: int) -> None:
-    record = benchmark.pedantic(
-        train, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
-    )
-    benchmark.extra_info.update(record)
-    assert_converged(record)
+def test_converges(benchmark_training, scenario: Scenario) -> None:
+    assert_converged(benchmark_training(scenario))

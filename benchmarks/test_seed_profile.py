@@ -7,17 +7,12 @@ refuses any other pairing.
 
 import pytest
 
-from optbench import SEED_PROFILE, assert_converged, assert_falls_faster, prepare, run, train
+from optbench import SEED_PROFILE, assert_converged, assert_falls_faster, run
 
 
 @pytest.mark.parametrize("name", list(SEED_PROFILE))
-def test_seed_profile(benchmark, name: str, optbench_seed: int, optbench_rounds: int) -> None:
-    scenario = SEED_PROFILE[name].scenario(1, seed=optbench_seed)
-    record = benchmark.pedantic(
-        train, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
-    )
-    benchmark.extra_info.update(record)
-    assert_converged(record)
+def test_seed_profile(benchmark_training, name: str, optbench_seed: int) -> None:
+    assert_converged(benchmark_training(SEED_PROFILE[name].scenario(1, seed=optbench_seed)))
 
 
 def test_sgd_falls_faster_than_adam(optbench_seed: int) -> None:

@@ -9,13 +9,17 @@ such as ``adam-bs10-cpu``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 
 from optbench import hookspecs
 from optbench.devices import DEVICES, unavailable_reason
+from optbench.engine import prepare, train
 from optbench.options import parse_batch_sizes, parse_devices, parse_names, parse_seed
+from optbench.record import Record
 from optbench.registry import BATCH_SIZES, OPTIMIZERS, Registry
 from optbench.scenario import Scenario
 
@@ -129,3 +133,23 @@ def scenario(
 ) -> Scenario:
     """The registry's scenario for this test's ``optimizer``, ``batch_size`` and ``device``."""
     return optbench_registry[optimizer].scenario(batch_size, device=device, seed=optbench_seed)
+
+
+@pytest.fixture
+def benchmark_training(benchmark: Any, optbench_rounds: int) -> Callable[[Scenario], Record]:
+    """Times training runs of a scenario with pytest-benchmark and returns the last record.
+
+    Each round (and one warm-up) trains a fresh model with a fresh optimizer;
+    building them is the untimed ``setup``. The record is stored in
+    ``benchmark.extra_info`` before it is returned, so it is saved with the
+    timings whatever the test asserts next.
+    """
+
+    def timed(scenario: Scenario) -> Record:
+        record = benchmark.pedantic(
+            train, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
+        )
+        benchmark.extra_info.update(record)
+        return record
+
+    return timed

@@ -2,12 +2,16 @@
 
 from optbench.checks import (
     DEFAULT_THRESHOLDS,
+    DEFAULT_TOLERANCES,
     ConvergenceError,
     Thresholds,
+    Tolerances,
     assert_converged,
     assert_falls_faster,
+    assert_not_regressed,
     epochs_to_converge,
     failures,
+    regressions,
 )
 from optbench.dataset import LeastSquares, LineDataset, least_squares
 from optbench.engine import Prepared, StaleOptimizerError, prepare, run, train
@@ -28,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "DEFAULT_TOLERANCES",
     "OPTIMIZERS",
     "SEED_PROFILE",
     "UNSUPPORTED",
@@ -42,14 +47,17 @@ __all__ = [
     "Scenario",
     "StaleOptimizerError",
     "Thresholds",
+    "Tolerances",
     "UnknownOptimizerError",
     "assert_converged",
     "assert_falls_faster",
+    "assert_not_regressed",
     "epochs_to_converge",
     "failures",
     "least_squares",
     "linear",
     "prepare",
+    "regressions",
     "run",
     "train",
 ]

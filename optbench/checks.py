@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from optbench.record import Status
@@ -110,3 +111,107 @@ def assert_falls_faster(
         problems.append(f"it needs {fast_epochs} epochs to converge against {slow_epochs}")
     if problems:
         raise ConvergenceError(f"{fast['id']} does not fall faster than {slow['id']}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How much worse a scenario may end than in a baseline run of the same scenario.
+
+    Attributes:
+        excess_mse: largest allowed growth of ``final_mse - optimum_mse``.
+        slope: largest allowed move of the fitted slope away from the true slope
+            (any move, when the true line is unknown).
+        intercept: the same for the intercept.
+        time_ratio: largest allowed ratio of median times, or ``None`` to ignore
+            time (timings from different machines do not compare).
+    """
+
+    excess_mse: float
+    slope: float
+    intercept: float
+    time_ratio: float | None = None
+
+
+# Calibrated in docs/calibration.md ("Run-to-run tolerances"): runs of the same scenario
+# that differ only in the optimizer's implementation (for-loop against foreach) drift
+# by at most a few thousandths; these leave a wide margin over that and stay well
+# under the convergence bounds, so a real regression trips them first.
+DEFAULT_TOLERANCES = Tolerances(excess_mse=0.05, slope=0.02, intercept=0.03)
+
+_STATUS_RANK = {"converged": 0, "not_converged": 1, "diverged": 2}
+
+
+def regressions(
+    before: Mapping[str, Any], after: Mapping[str, Any], tolerances: Tolerances = DEFAULT_TOLERANCES
+) -> list[str]:
+    """Every way ``after`` is worse than ``before`` (two records of one scenario), as phrases.
+
+    Missing numbers (a diverged run) count as infinitely far off.
+    """
+    found = []
+    if _STATUS_RANK.get(after["status"], 2) > _STATUS_RANK.get(before["status"], 2):
+        found.append(f"status {before['status']} -> {after['status']}")
+        if after["status"] == "diverged":
+            return found  # its numbers are gone; listing each would only repeat it
+    growth = _difference(after, before, "excess_mse")
+    if not growth <= tolerances.excess_mse:
+        found.append(f"excess MSE grew by {growth:.4g} (tolerance {tolerances.excess_mse:g})")
+    for name, tolerance in (("slope", tolerances.slope), ("intercept", tolerances.intercept)):
+        if math.isinf(_value(before, name)):
+            continue  # the baseline had no fit to drift from
+        target = before.get(f"target_{name}", after.get(f"target_{name}"))
+        if target is None:  # no true line known: any move counts
+            drift = abs(_difference(after, before, name))
+            text = f"{name} moved by {drift:.4g}"
+        else:  # only a move away from the true line counts
+            drift = abs(_value(after, name) - target) - abs(_value(before, name) - target)
+            text = f"{name} moved {drift:.4g} further from {target:g}"
+        if not drift <= tolerance:
+            found.append(f"{text} (tolerance {tolerance:g})")
+    if tolerances.time_ratio is not None:
+        ratio = _ratio(after.get("median"), before.get("median"))
+        if ratio > tolerances.time_ratio:  # NaN (no timing on one side) is not compared
+            found.append(f"median time x{ratio:.3g} (tolerance x{tolerances.time_ratio:g})")
+    return found
+
+
+def _value(record: Mapping[str, Any], name: str) -> float:
+    if name == "excess_mse" and "excess_mse" not in record:
+        final = record.get("final_mse")
+        return math.inf if final is None else final - record["optimum_mse"]
+    value = record.get(name)
+    return math.inf if value is None or value != value else float(value)
+
+
+def _difference(after: Mapping[str, Any], before: Mapping[str, Any], name: str) -> float:
+    new, old = _value(after, name), _value(before, name)
+    if math.isinf(new) and math.isinf(old):
+        return 0.0
+    return new - old
+
+
+def _ratio(new: float | None, old: float | None) -> float:
+    if new is None or old is None or not old > 0:
+        return math.nan
+    return new / old
+
+
+def assert_not_regressed(
+    record: Mapping[str, Any],
+    baseline: Mapping[str, Mapping[str, Any]] | None,
+    tolerances: Tolerances = DEFAULT_TOLERANCES,
+) -> None:
+    """Raises ``ConvergenceError`` when ``record`` ended worse than its baseline record.
+
+    Args:
+        record: a fresh run's record.
+        baseline: baseline records by scenario id; ``None``, or no entry for this
+            scenario, means nothing to compare against.
+        tolerances: how much worse it may end; timings are never compared here.
+    """
+    before = (baseline or {}).get(record["id"])
+    if before is None:
+        return
+    found = regressions(before, record, replace(tolerances, time_ratio=None))
+    if found:
+        raise ConvergenceError(f"{record['id']} regressed against the baseline: " + "; ".join(found))

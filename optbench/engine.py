@@ -114,7 +114,8 @@ def _downsample(losses: torch.Tensor, max_points: int) -> tuple[torch.Tensor, in
 
 def _line(model: nn.Module) -> tuple[float | None, float | None]:
     """Slope and intercept of a one-in, one-out affine model, read off two points."""
-    probe = torch.tensor([[0.0], [1.0]], device=next(model.parameters()).device)
+    parameter = next(model.parameters())
+    probe = torch.tensor([[0.0], [1.0]], device=parameter.device, dtype=parameter.dtype)
     with torch.no_grad():
         at0, at1 = model(probe).reshape(-1).tolist()
     return finite_or_none(at1 - at0), finite_or_none(at0)

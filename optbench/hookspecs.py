@@ -13,6 +13,9 @@ from optbench.registry import OptimizerInfo
 def pytest_optbench_optimizers() -> Iterable[OptimizerInfo]:
     """Return optimizers to add to the registry for this run.
 
+    An entry with the name of a default one replaces it (to retune it, say); two
+    entries returned with the same name are a usage error.
+
     Implement it in the root ``conftest.py`` (or a plugin) so it is known before
     the command line is checked::
 

@@ -9,21 +9,24 @@ such as ``adam-bs10-cpu``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from optbench import hookspecs
+from optbench import __version__, hookspecs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import prepare, train
 from optbench.options import parse_batch_sizes, parse_devices, parse_names, parse_seed
-from optbench.record import Record
+from optbench.record import SCHEMA_VERSION, Record
 from optbench.registry import BATCH_SIZES, OPTIMIZERS, Registry
+from optbench.results import ResultsError, read_baseline
 from optbench.scenario import Scenario
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
+BASELINE_KEY = pytest.StashKey["Mapping[str, Mapping[str, Any]] | None"]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -56,6 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"comma-separated devices; unavailable ones are skipped (default: {','.join(DEVICES)})",
     )
     group.addoption(
+        "--optbench-baseline",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="fail scenarios whose fit got worse than in this baseline (a saved run or baseline file)",
+    )
+    group.addoption(
         "--optbench-seed",
         type=parse_seed,
         default=0,
@@ -68,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Builds this run's registry and checks ``--optbench-optimizers`` against it."""
     extra = itertools.chain.from_iterable(config.hook.pytest_optbench_optimizers())
     try:
-        registry = OPTIMIZERS.with_entries(extra)
+        registry = OPTIMIZERS.with_entries(extra, replace=True)
     except ValueError as error:
         raise pytest.UsageError(f"pytest_optbench_optimizers: {error}") from None
     for name in config.getoption("optbench_optimizers") or ():
@@ -77,6 +87,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"--optbench-optimizers: unknown optimizer {name!r}; choose from {', '.join(registry)}"
             )
     config.stash[REGISTRY_KEY] = registry
+    baseline = config.getoption("optbench_baseline")
+    try:
+        config.stash[BASELINE_KEY] = read_baseline(baseline) if baseline is not None else None
+    except ResultsError as error:
+        raise pytest.UsageError(f"--optbench-baseline: {error}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -103,10 +118,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(("optimizer", "batch_size", "device"), cases)
 
 
-@pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hook; harmless when it is not loaded
+def provenance(devices: Sequence[str]) -> dict[str, object]:
+    """What a saved run needs to say about the software and hardware it ran on."""
+    uses_cuda = torch.cuda.is_available() and any(device.startswith("cuda") for device in devices)
+    return {
+        "torch_version": torch.__version__,
+        "torch_cuda": torch.version.cuda or "",
+        "cuda_device": torch.cuda.get_device_name(0) if uses_cuda else "",
+        "torch_threads": torch.get_num_threads(),
+        "default_dtype": str(torch.get_default_dtype()),
+        "optbench_version": __version__,
+    }
+
+
+# pytest-benchmark's hooks; harmless when it is not loaded.
+@pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, object]) -> None:
-    """Saves the torch version with every run, so reports can tell runs apart by it."""
-    machine_info["torch_version"] = torch.__version__
+    """Saves torch, CUDA, thread, dtype and optbench versions with every run."""
+    machine_info.update(provenance(config.getoption("optbench_devices")))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: object, output_json: dict) -> None:
+    """Marks every saved run with the version of optbench's record layout."""
+    output_json["optbench_schema"] = SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -136,20 +171,31 @@ def scenario(
 
 
 @pytest.fixture
-def benchmark_training(benchmark: Any, optbench_rounds: int) -> Callable[[Scenario], Record]:
+def optbench_baseline(request: pytest.FixtureRequest) -> Mapping[str, Mapping[str, Any]] | None:
+    """The ``--optbench-baseline`` records by scenario id, or ``None`` without the option."""
+    return request.config.stash[BASELINE_KEY]
+
+
+@pytest.fixture
+def benchmark_training(
+    benchmark: Any, optbench_rounds: int, request: pytest.FixtureRequest
+) -> Callable[[Scenario], Record]:
     """Times training runs of a scenario with pytest-benchmark and returns the last record.
 
     Each round (and one warm-up) trains a fresh model with a fresh optimizer;
     building them is the untimed ``setup``. The record is stored in
     ``benchmark.extra_info`` before it is returned, so it is saved with the
-    timings whatever the test asserts next.
+    timings whatever the test asserts next, with ``expected_failure``: the
+    reason of the test's xfail mark, or ``""``.
     """
+    xfail = request.node.get_closest_marker("xfail")
+    expected_failure = str(xfail.kwargs.get("reason", "")) if xfail is not None else ""
 
     def timed(scenario: Scenario) -> Record:
         record = benchmark.pedantic(
             train, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
         )
-        benchmark.extra_info.update(record)
+        benchmark.extra_info.update(record, expected_failure=expected_failure)
         return record
 
     return timed

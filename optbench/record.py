@@ -7,6 +7,9 @@ from typing import Literal, TypedDict
 
 Status = Literal["converged", "not_converged", "diverged"]
 
+SCHEMA_VERSION = 1
+"""Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file."""
+
 
 class Record(TypedDict):
     """What the engine returns, what the benchmark stores in ``extra_info``.

@@ -147,9 +147,21 @@ class Registry(Mapping[str, OptimizerInfo]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def with_entries(self, entries: Iterable[OptimizerInfo]) -> Registry:
-        """A new registry with ``entries`` added to these."""
-        return Registry([*self._entries.values(), *entries])
+    def with_entries(self, entries: Iterable[OptimizerInfo], replace: bool = False) -> Registry:
+        """A new registry with ``entries`` added to these.
+
+        Args:
+            entries: the new entries; two of them may not share a name.
+            replace: let an entry replace one of these with its name (to retune a
+                default optimizer) instead of raising ``ValueError``.
+        """
+        entries = list(Registry(entries).values())  # raises for a name given twice
+        kept = [
+            entry
+            for entry in self._entries.values()
+            if not (replace and entry.name in {e.name for e in entries})
+        ]
+        return Registry([*kept, *entries])
 
 
 def _muon(params: Iterable[torch.nn.Parameter], *, companion_lr: float, **muon: Any) -> MatrixSplit:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,44 +19,15 @@ from pathlib import Path
 import pandas as pd
 
 from optbench import plotdata, render
+from optbench.files import OutputError, write_atomic
 from optbench.results import BENCHMARKS_DIR, Loaded, ResultsError, expand, find_run, load, newest_run
 from optbench.summary import compare, markdown, summary
 
 PROG = "python -m optbench.report"
 
 
-class OutputError(Exception):
-    """The output folder cannot be created or written; the message names it and the fix."""
-
-
 def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _write(folder: Path, name: str, content: bytes | str) -> None:
-    """Writes ``folder/name`` atomically: a temporary file in the same folder, then a rename."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    partial = folder / f".{name}.{os.getpid()}.partial"
-    try:
-        with open(partial, "wb") as handle:  # plain open: the file gets the user's umask
-            handle.write(data)
-        os.replace(partial, folder / name)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OutputError(
-            f"{folder / name}: cannot be written ({error.strerror}); pass --out a writable folder"
-        ) from None
-
-
-def _prepare_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(
-            f"{folder}: cannot be created ({error.strerror}); pass --out a writable folder"
-        ) from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{folder}: not writable; pass --out a writable folder")
 
 
 def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, bytes]:
@@ -176,10 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame = loaded.frame
         _say(f"{frame.id.nunique()} scenario(s) from {frame.run.nunique()} run(s)")
         files_out = build(loaded, baseline)
-        _prepare_folder(args.out)
         _say(f"writing {', '.join(files_out)}")
         for name, content in files_out.items():
-            _write(args.out, name, content)
+            write_atomic(args.out / name, content)
     except (ResultsError, OutputError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from optbench.checks import failures
+from optbench.record import SCHEMA_VERSION
 
 BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
@@ -31,7 +32,7 @@ COLUMNS = (
     "run", "save", "machine", "commit", "date", "torch", "test", "id", "optimizer", "batch_size",
     "device", "seed", "epochs", "steps", "min", "median", "mean", "stddev", "rounds", "final_mse",
     "optimum_mse", "excess_mse", "slope", "intercept", "target_slope", "target_intercept", "status",
-    "passed", "epoch_mse", "step_loss", "step_loss_stride",
+    "passed", "expected_failure", "epoch_mse", "step_loss", "step_loss_stride", "schema",
 )  # fmt: skip
 """The DataFrame's columns, in order."""
 
@@ -133,6 +134,8 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
             f"{path}: not valid JSON (line {error.lineno}: {error.msg}); the file may be truncated, "
             "re-run the benchmarks to save it again"
         ) from None
+    if isinstance(data, dict) and data.get("kind") == BASELINE_KIND:
+        data = _as_run(data, path)
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ResultsError(
             f"{path}: not a pytest-benchmark run (no 'benchmarks' list); pass files saved by "
@@ -147,6 +150,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         "commit": str(commit.get("id") or "")[:12],
         "date": pd.to_datetime(data.get("datetime"), utc=True, errors="coerce"),
         "torch": str(machine.get("torch_version", "")),
+        "schema": int(_number(data.get("optbench_schema")) if "optbench_schema" in data else 0),
     }
     rows = [_row(run, bench) for bench in data["benchmarks"] if _is_optbench(bench)]
     for row in rows:
@@ -188,6 +192,7 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
     row = {**run, "test": bench.get("fullname", bench.get("name", ""))}
     for key in ("id", "optimizer", "device", "status"):
         row[key] = str(info[key])
+    row["expected_failure"] = str(info.get("expected_failure", ""))
     for key in ("batch_size", "seed", "epochs", "steps", "step_loss_stride"):
         value = _number(info.get(key))
         row[key] = int(value) if math.isfinite(value) else 0
@@ -231,3 +236,59 @@ def load(paths: Sequence[Path]) -> Loaded:
         raise ResultsError(f"no usable optbench results: {problems}")
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return Loaded(frame=frame, warnings=warnings)
+
+
+BASELINE_KIND = "optbench-baseline"
+"""The ``kind`` of a metrics-only baseline file (no timings, no curves)."""
+
+_BASELINE_FIELDS = (
+    "id", "optimizer", "batch_size", "device", "seed", "epochs", "steps", "status", "final_mse",
+    "optimum_mse", "slope", "intercept", "target_slope", "target_intercept", "expected_failure",
+)  # fmt: skip
+
+
+def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict[str, Any]:
+    """A run's final metrics as a small baseline file: no timings and no curves.
+
+    Args:
+        frame: one run's rows, from ``load``.
+        machine_info: the run's provenance, kept so a later comparison can warn.
+    """
+    scenarios = []
+    for row in frame.sort_values("id").to_dict("records"):
+        entry = {key: row[key] for key in _BASELINE_FIELDS}
+        for key, value in entry.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                entry[key] = None
+        entry["epoch_mse"] = [row["epoch_mse"][0]] if row["epoch_mse"] else []
+        scenarios.append(entry)
+    return {
+        "kind": BASELINE_KIND,
+        "optbench_schema": SCHEMA_VERSION,
+        "source": str(frame.run.iloc[0]),
+        "machine_info": machine_info,
+        "scenarios": scenarios,
+    }
+
+
+def _as_run(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A baseline file in the shape of a saved run, so every reader takes both."""
+    scenarios = data.get("scenarios")
+    if not isinstance(scenarios, list):
+        raise ResultsError(f"{path}: a baseline file without its 'scenarios' list; write it again")
+    return {
+        "machine_info": data.get("machine_info") or {},
+        "optbench_schema": data.get("optbench_schema"),
+        "benchmarks": [{"name": str(entry.get("id", "")), "extra_info": entry} for entry in scenarios],
+    }
+
+
+def read_baseline(path: Path) -> dict[str, dict[str, Any]]:
+    """A saved run or a baseline file as records by scenario id.
+
+    Raises:
+        ResultsError: as ``read_run``, or the path does not exist.
+    """
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such file; pass a saved run or a baseline file")
+    return {row["id"]: row for row in read_run(path)}

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
+
+from optbench.checks import DEFAULT_TOLERANCES, Tolerances, regressions
 
 SUMMARY_COLUMNS = (
     "id", "optimizer", "batch_size", "device", "run", "median_s", "us_per_step", "final_mse",
     "excess_mse", "slope", "intercept", "status", "passed",
 )  # fmt: skip
 
-SLOWER = 1.25
-"""A candidate whose median time is this many times the baseline's is marked slower."""
+REPORT_TOLERANCES = replace(DEFAULT_TOLERANCES, time_ratio=1.25)
+"""What the report marks as a regression: the gate's defaults, and 1.25x the median time."""
 
-WORSE_FIT = 0.05
-"""A candidate whose excess MSE grew by more than this is marked as a worse fit."""
-
-_RANK = {"converged": 0, "not_converged": 1, "diverged": 2}
+_RECORD = ("status", "excess_mse", "slope", "intercept", "median", "target_slope", "target_intercept")
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -32,41 +33,38 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return table[list(SUMMARY_COLUMNS)].reset_index(drop=True)
 
 
-def compare(baseline: pd.DataFrame, candidate: pd.DataFrame) -> pd.DataFrame:
+def compare(
+    baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolerances = REPORT_TOLERANCES
+) -> pd.DataFrame:
     """Scenarios of both runs side by side, with deltas and a ``regression`` column.
 
-    A regression is a status that got worse (converged -> not converged -> diverged),
-    a fit whose excess MSE grew by more than ``WORSE_FIT``, or a median time at
-    least ``SLOWER`` times the baseline's. Scenarios in only one run are kept,
-    with ``added`` or ``removed`` as their regression note.
+    ``regression`` lists what ``optbench.checks.regressions`` finds against
+    ``tolerances``; a scenario in only one run says ``added`` or ``removed``.
     """
     keys = ["id", "optimizer", "batch_size", "device"]
-    values = ["median", "excess_mse", "final_mse", "slope", "intercept", "status", "passed"]
+    values = ["median", "excess_mse", "final_mse", "optimum_mse", "slope", "intercept", "status", "passed"]
+    values += ["target_slope", "target_intercept"]
     merged = baseline[keys + values].merge(
         candidate[keys + values], on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True
     )
     merged["time_ratio"] = merged["median_candidate"] / merged["median_baseline"]
     merged["excess_mse_change"] = merged["excess_mse_candidate"] - merged["excess_mse_baseline"]
+    merged["slope_change"] = merged["slope_candidate"] - merged["slope_baseline"]
+    merged["intercept_change"] = merged["intercept_candidate"] - merged["intercept_baseline"]
     merged["status_change"] = [
         "" if before == after else f"{before} -> {after}"
         for before, after in zip(merged.status_baseline, merged.status_candidate, strict=True)
     ]
-    merged["regression"] = merged.apply(_regression, axis=1) if len(merged) else ""
+    merged["regression"] = [_regression(row, tolerances) for row in merged.to_dict("records")]
     merged = merged.drop(columns="_merge")
     return merged.sort_values(["batch_size", "device", "optimizer"], kind="stable").reset_index(drop=True)
 
 
-def _regression(row: pd.Series) -> str:
+def _regression(row: dict, tolerances: Tolerances) -> str:
     if row["_merge"] != "both":
         return "removed" if row["_merge"] == "left_only" else "added"
-    notes = []
-    if _RANK.get(row["status_candidate"], 2) > _RANK.get(row["status_baseline"], 2):
-        notes.append("status worse")
-    if row["excess_mse_change"] > WORSE_FIT:
-        notes.append("worse fit")
-    if row["time_ratio"] >= SLOWER:
-        notes.append("slower")
-    return ", ".join(notes)
+    before, after = ({name: row[f"{name}_{side}"] for name in _RECORD} for side in ("baseline", "candidate"))
+    return "; ".join(regressions(before, after, tolerances))
 
 
 def markdown(table: pd.DataFrame, digits: int = 4) -> str:

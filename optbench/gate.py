@@ -1,0 +1,189 @@
+"""``python -m optbench.gate``: fail CI when a candidate run converges worse than a baseline run.
+
+Exit 1 when any scenario got worse (its status, its excess MSE, its slope or its
+intercept beyond a tolerance, and with ``--max-time-ratio`` its median time);
+exit 0 otherwise; exit 2 when the runs cannot be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from optbench.checks import DEFAULT_TOLERANCES, Tolerances
+from optbench.results import BENCHMARKS_DIR, ResultsError, find_run, load
+from optbench.summary import compare
+
+PROG = "python -m optbench.gate"
+
+
+class GateError(Exception):
+    """The two runs cannot be compared; the message says why and what to do."""
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not number > 0 or math.isinf(number):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _load(spec: str, root: Path, role: str) -> pd.DataFrame:
+    path = find_run(spec, root)
+    frame = load([path]).frame
+    print(f"{PROG}: {role} {path}: {frame.id.nunique()} scenario(s)", file=sys.stderr)
+    return frame
+
+
+def _check_comparable(baseline: pd.DataFrame, candidate: pd.DataFrame, allow_failed: bool) -> list[str]:
+    """Raises ``GateError`` for runs that cannot be compared; returns warnings for ones that can.
+
+    Runs with no scenario in common are a mismatch. A baseline scenario missing from
+    the candidate is a regression (its test failed before it was timed), found later.
+    """
+    if not set(baseline.id) & set(candidate.id):
+        raise GateError(
+            f"the runs share no scenario (baseline: {_few(baseline.id)}; candidate: {_few(candidate.id)}); "
+            "run both with the same --optbench-* options"
+        )
+    failed = baseline[(baseline.status != "converged") & (baseline.expected_failure == "")]
+    if len(failed) and not allow_failed:
+        raise GateError(
+            f"the baseline has failed scenarios ({', '.join(sorted(failed.id))}), so it is no baseline; "
+            "save a passing run, or pass --allow-failed-baseline"
+        )
+    warnings = []
+    for column, what in (("torch", "torch versions"), ("machine", "machines")):
+        before, after = set(baseline[column]), set(candidate[column])
+        if before != after:
+            warnings.append(
+                f"warning: the runs differ in {what} ({', '.join(sorted(before))} against "
+                f"{', '.join(sorted(after))}); differences may come from that"
+            )
+    return warnings
+
+
+def _few(ids: pd.Series) -> str:
+    names = sorted(set(ids))
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolerances) -> pd.DataFrame:
+    """Every scenario that changed, worst first, with ``gated``: whether it fails the gate.
+
+    A regression in a scenario the candidate expects to fail (an xfail case) is
+    listed but not gated; so is a scenario new in the candidate. A baseline
+    scenario missing from the candidate is gated.
+    """
+    table = compare(baseline, candidate, tolerances)
+    expected = candidate.set_index("id").expected_failure.reindex(table.id).fillna("").to_numpy()
+    table["gated"] = (table.regression != "") & (table.regression != "added") & (expected == "")
+    table["regression"] = table.regression.replace(
+        {"removed": "missing from the candidate (its test failed before it was timed, or did not run)"}
+    )
+    score = pd.concat(
+        [
+            table.excess_mse_change / tolerances.excess_mse,
+            table.slope_change.abs() / tolerances.slope,
+            table.intercept_change.abs() / tolerances.intercept,
+        ],
+        axis=1,
+    ).max(axis=1)
+    score = score.where(table.status_change == "", math.inf).fillna(math.inf)
+    changed = (table.status_change != "") | (score.abs() > 0) | (table.regression != "")
+    table = table.assign(score=score)[changed]
+    return table.sort_values(["gated", "score"], ascending=[False, False], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _print(table: pd.DataFrame) -> None:
+    if not len(table):
+        print("no scenario changed")
+        return
+    shown = pd.DataFrame(
+        {
+            "scenario": table.id,
+            "status": table.status_change.where(table.status_change != "", table.status_candidate),
+            "excess MSE change": table.excess_mse_change.map("{:+.4g}".format),
+            "slope change": table.slope_change.map("{:+.4g}".format),
+            "intercept change": table.intercept_change.map("{:+.4g}".format),
+            "time ratio": table.time_ratio.map("{:.3g}".format),
+            "verdict": [
+                ("REGRESSED: " if gated else "not gated (expected failure): " if note else "")
+                + (note or "ok")
+                for gated, note in zip(table.gated, table.regression, strict=True)
+            ],
+        }
+    )
+    print(shown.to_string(index=False))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; 0: no regression, 1: a regression, 2: the runs cannot be compared."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument(
+        "--baseline", required=True, metavar="RUN", help="a results file or save number (0003)"
+    )
+    parser.add_argument("--candidate", required=True, metavar="RUN", help="a results file or save number")
+    parser.add_argument("--benchmarks-dir", type=Path, default=BENCHMARKS_DIR, help="default .benchmarks")
+    defaults = DEFAULT_TOLERANCES
+    parser.add_argument(
+        "--max-excess-growth",
+        type=_positive,
+        default=defaults.excess_mse,
+        help=f"largest allowed growth of the excess MSE (default {defaults.excess_mse:g})",
+    )
+    parser.add_argument(
+        "--max-slope-drift",
+        type=_positive,
+        default=defaults.slope,
+        help=f"largest allowed change of the slope (default {defaults.slope:g})",
+    )
+    parser.add_argument(
+        "--max-intercept-drift",
+        type=_positive,
+        default=defaults.intercept,
+        help=f"largest allowed change of the intercept (default {defaults.intercept:g})",
+    )
+    parser.add_argument(
+        "--max-time-ratio",
+        type=_positive,
+        default=None,
+        help="also fail a median time above R times the baseline's (off: only same-machine timings compare)",
+    )
+    parser.add_argument(
+        "--allow-failed-baseline", action="store_true", help="accept a baseline with failed scenarios"
+    )
+    args = parser.parse_args(argv)
+    tolerances = Tolerances(
+        excess_mse=args.max_excess_growth,
+        slope=args.max_slope_drift,
+        intercept=args.max_intercept_drift,
+        time_ratio=args.max_time_ratio,
+    )
+    try:
+        baseline = _load(args.baseline, args.benchmarks_dir, "baseline")
+        candidate = _load(args.candidate, args.benchmarks_dir, "candidate")
+        for warning in _check_comparable(baseline, candidate, args.allow_failed_baseline):
+            print(f"{PROG}: {warning}", file=sys.stderr)
+    except (ResultsError, GateError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    table = verdicts(baseline, candidate, tolerances)
+    _print(table)
+    regressed = int(table.gated.sum())
+    print(f"{PROG}: {regressed} regression(s) in {candidate.id.nunique()} scenario(s)", file=sys.stderr)
+    return 1 if regressed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

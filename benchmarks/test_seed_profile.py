@@ -7,12 +7,14 @@ refuses any other pairing.
 
 import pytest
 
-from optbench import SEED_PROFILE, assert_converged, assert_falls_faster, run
+from optbench import SEED_PROFILE, assert_converged, assert_falls_faster, assert_not_regressed, run
 
 
 @pytest.mark.parametrize("name", list(SEED_PROFILE))
-def test_seed_profile(benchmark_training, name: str, optbench_seed: int) -> None:
-    assert_converged(benchmark_training(SEED_PROFILE[name].scenario(1, seed=optbench_seed)))
+def test_seed_profile(benchmark_training, name: str, optbench_seed: int, optbench_baseline) -> None:
+    record = benchmark_training(SEED_PROFILE[name].scenario(1, seed=optbench_seed))
+    assert_converged(record)
+    assert_not_regressed(record, optbench_baseline)
 
 
 def test_sgd_falls_faster_than_adam(optbench_seed: int) -> None:

@@ -8,6 +8,8 @@ built for, to show that each round gets a fresh model.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -67,3 +69,24 @@ def recording_sgd(params, lr: float) -> torch.optim.SGD:
 
 
 RECORDING = OptimizerInfo("recording", None, recording_sgd, per_batch_size=_SGD_LR)
+
+
+class Sleepy(torch.optim.SGD):
+    """SGD that sleeps a millisecond per step: the same fit, many times slower at large batches."""
+
+    def step(self, closure=None):
+        time.sleep(0.001)
+        return super().step(closure)
+
+
+def as_sgd(info: OptimizerInfo) -> OptimizerInfo:
+    """``info`` under the name ``sgd``, so that it replaces SGD in a run."""
+    return OptimizerInfo(
+        "sgd", "SGD", info.factory, defaults=info.defaults, per_batch_size=info.per_batch_size
+    )
+
+
+REPLACEMENTS = {info.name: as_sgd(info) for info in SABOTAGED} | {
+    "sleepy": OptimizerInfo("sgd", "SGD", Sleepy, per_batch_size=_SGD_LR)
+}
+"""Stand-ins for SGD, by name, for runs that must look like the default SGD run to a gate."""

@@ -163,6 +163,12 @@ def test_entries_can_be_added_but_not_twice():
     assert list(bigger)[-1] == "zzz" and "zzz" not in OPTIMIZERS
     with pytest.raises(ValueError, match="'sgd' is registered twice"):
         OPTIMIZERS.with_entries([OptimizerInfo("sgd", None, torch.optim.SGD)])
+    retuned = OPTIMIZERS.with_entries(
+        [OptimizerInfo("sgd", "SGD", torch.optim.SGD, defaults={"lr": 0.5})], replace=True
+    )
+    assert retuned["sgd"].hyperparams(1) == {"lr": 0.5} and len(retuned) == len(OPTIMIZERS)
+    with pytest.raises(ValueError, match="'x' is registered twice"):
+        OPTIMIZERS.with_entries([OptimizerInfo("x", None, torch.optim.SGD)] * 2, replace=True)
     assert isinstance(bigger, Registry)
 
 

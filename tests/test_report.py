@@ -198,9 +198,9 @@ def test_compare_marks_regressions(run_json, tmp_path, capsys):
     assert status == 0, err
     table = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("id")
     assert table.loc["sgd-bs10-cpu", "time_ratio"] == pytest.approx(2.0)
-    assert table.loc["sgd-bs10-cpu", "regression"] == "slower"
+    assert table.loc["sgd-bs10-cpu", "regression"] == "median time x2 (tolerance x1.25)"
     assert table.loc["adam-bs100-cpu", "status_change"] == "converged -> diverged"
-    assert table.loc["adam-bs100-cpu", "regression"] == "status worse"
+    assert table.loc["adam-bs100-cpu", "regression"] == "status converged -> diverged"
     assert "adam-bs100-cpu diverged (drawn up to the divergence); check its learning rate" in err
     assert table.loc["adam-bs10-cpu", "regression"] == ""
     assert table.loc["adam-bs10-cpu", "time_ratio"] == pytest.approx(1.0)

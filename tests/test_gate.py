@@ -1,0 +1,193 @@
+"""The CI gates on real runs: the quality gate, the committed baseline, and pytest-benchmark's speed check."""
+
+import json
+from pathlib import Path
+
+import fakes
+import pytest
+
+from optbench.baseline import main as baseline_main
+from optbench.gate import main as gate_main
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = BENCHMARKS.parent
+CONFTEST = """
+import os
+
+import fakes
+
+pytest_plugins = ("optbench.plugin",)
+
+
+def pytest_optbench_optimizers():
+    name = os.environ.get("OPTBENCH_TEST_SGD")
+    return [fakes.REPLACEMENTS[name]] if name else []
+"""
+SUBSET = ("--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100", "--optbench-devices=cpu")
+
+
+@pytest.fixture
+def runner(pytester, monkeypatch):
+    """Runs the real benchmark module, with SGD replaced by ``fakes.REPLACEMENTS[sgd]`` when given."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+
+    def run(name: str, *args: str, sgd: str | None = None, rounds: int = 1) -> tuple[Path, pytest.RunResult]:
+        if sgd:
+            monkeypatch.setenv("OPTBENCH_TEST_SGD", sgd)
+        else:
+            monkeypatch.delenv("OPTBENCH_TEST_SGD", raising=False)
+        path = pytester.path / f"{name}.json"
+        result = pytester.runpytest(
+            *SUBSET,
+            f"--benchmark-min-rounds={rounds}",
+            f"--benchmark-json={path}",
+            "-p",
+            "no:cacheprovider",
+            *args,
+        )
+        return path, result
+
+    return run
+
+
+def gate(capsys, *argv):
+    capsys.readouterr()  # drop what the pytester runs printed
+    status = gate_main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_an_unchanged_rerun_passes(runner, capsys):
+    baseline, _ = runner("baseline")
+    candidate, _ = runner("candidate")
+    status, out, err = gate(capsys, "--baseline", baseline, "--candidate", candidate)
+    assert status == 0, out + err
+    assert out.strip() == "no scenario changed"
+    assert err.strip().splitlines()[-1] == "python -m optbench.gate: 0 regression(s) in 4 scenario(s)"
+
+
+@pytest.mark.parametrize("sabotage", [info.name for info in fakes.SABOTAGED])
+def test_every_sabotaged_optimizer_is_caught(runner, capsys, sabotage):
+    baseline, _ = runner("baseline")
+    candidate, result = runner("candidate", sgd=sabotage)
+    assert result.ret != 0  # the benchmark itself fails, and the gate must too
+    status, out, err = gate(capsys, "--baseline", baseline, "--candidate", candidate)
+    assert status == 1, out + err
+    lines = out.strip().splitlines()
+    assert lines[1].strip().startswith("sgd-bs") and "REGRESSED" in lines[1]
+    assert sum("REGRESSED" in line for line in lines) == 2  # both SGD scenarios, worst first
+    assert all("adam" not in line for line in lines[1:3])
+
+
+def test_a_slowdown_passes_the_quality_gate_and_fails_the_speed_check(runner, capsys):
+    baseline, _ = runner("baseline")
+    candidate, _ = runner("candidate", sgd="sleepy")
+    status, out, err = gate(capsys, "--baseline", baseline, "--candidate", candidate)
+    assert status == 0, out + err  # the same fit: timings are not gated by default
+    status, out, err = gate(capsys, "--baseline", baseline, "--candidate", candidate, "--max-time-ratio", "2")
+    assert status == 1, out + err
+    slow = [line for line in out.splitlines() if "REGRESSED" in line]
+    assert slow and all(line.strip().startswith("sgd-bs") and "median time x" in line for line in slow)
+
+
+def test_pytest_benchmark_compare_fail_catches_the_slowdown(runner, pytester):
+    storage = f"--benchmark-storage=file://{pytester.path / 'storage'}"
+    _, result = runner("baseline", "--benchmark-autosave", storage, rounds=3)
+    assert result.ret == 0
+    compare = ("--benchmark-compare=0001", "--benchmark-compare-fail=median:15%")
+    _, result = runner("candidate", storage, *compare, sgd="sleepy", rounds=3)
+    assert result.ret != 0
+    assert "Performance has regressed" in result.stdout.str() + result.stderr.str()
+    # The unchanged code passes the same check; 100% leaves room for this shared machine's noise.
+    _, result = runner(
+        "again", storage, "--benchmark-compare=0001", "--benchmark-compare-fail=median:100%", rounds=3
+    )
+    assert result.ret == 0, result.stdout.str()
+
+
+def test_a_failed_baseline_is_refused(runner, capsys):
+    baseline, result = runner("baseline", sgd="broken.noop")
+    assert result.ret != 0
+    candidate, _ = runner("candidate")
+    status, _, err = gate(capsys, "--baseline", baseline, "--candidate", candidate)
+    assert status == 2
+    assert "the baseline has failed scenarios (sgd-bs10-cpu, sgd-bs100-cpu), so it is no baseline" in err
+    status, out, _ = gate(capsys, "--baseline", baseline, "--candidate", candidate, "--allow-failed-baseline")
+    assert status == 0, out
+
+
+def test_differences_in_torch_or_machine_are_warned_about(runner, capsys, tmp_path):
+    baseline, _ = runner("baseline")
+    data = json.loads(baseline.read_text())
+    data["machine_info"].update(torch_version="0.0.1", node="elsewhere")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    status, _, err = gate(capsys, "--baseline", other, "--candidate", baseline)
+    assert status == 0
+    assert "warning: the runs differ in torch versions (0.0.1 against " in err
+    assert "warning: the runs differ in machines (elsewhere against " in err
+
+
+def test_bad_input_is_one_line_and_exit_2(runner, capsys, tmp_path):
+    baseline, _ = runner("baseline")
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"benchmarks": [{"name": "t", "extra_info": {}}]}))
+    disjoint, _ = runner("disjoint", "--optbench-batch-sizes=50")
+    cases = {
+        tmp_path / "missing.json": "missing.json: no such file",
+        foreign: "foreign.json: a pytest-benchmark run with no optbench records",
+        disjoint: "the runs share no scenario",
+    }
+    for candidate, message in cases.items():
+        status, _, err = gate(capsys, "--baseline", baseline, "--candidate", candidate)
+        assert status == 2 and message in err, err
+        assert err.strip().splitlines()[-1].startswith("python -m optbench.gate: error: ")
+    with pytest.raises(SystemExit) as exit_info:
+        gate_main(["--baseline", str(baseline)])
+    assert exit_info.value.code == 2
+
+
+def test_a_baseline_file_gates_pytest_itself(runner, capsys, tmp_path):
+    saved, _ = runner("baseline")
+    path = tmp_path / "baseline.json"
+    assert baseline_main([str(saved), "--out", str(path)]) == 0
+    document = json.loads(path.read_text())
+    assert document["kind"] == "optbench-baseline" and len(document["scenarios"]) == 4
+    assert "stats" not in path.read_text() and "step_loss" not in path.read_text()
+    _, result = runner("again", f"--optbench-baseline={path}", "--benchmark-disable")
+    result.assert_outcomes(passed=4)
+    # Pretend the baseline fitted SGD far better: the same run now regressed against it.
+    for entry in document["scenarios"]:
+        if entry["id"] == "sgd-bs10-cpu":
+            entry["final_mse"] = entry["optimum_mse"] - 1.0
+    path.write_text(json.dumps(document))
+    _, result = runner("worse", f"--optbench-baseline={path}", "--benchmark-disable")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*ConvergenceError: sgd-bs10-cpu regressed against the baseline: excess MSE grew by 1*"]
+    )
+
+
+def test_a_bad_baseline_option_is_a_usage_error(runner, tmp_path):
+    _, result = runner("x", f"--optbench-baseline={tmp_path / 'nope.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --optbench-baseline: *nope.json: no such file; pass a saved run or a baseline file"]
+    )
+
+
+def test_the_committed_baseline_holds_here(pytester):
+    """CPU runs repeat exactly for a seed, torch version and thread count: the committed file passes."""
+    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    committed = ROOT / "baselines" / "cpu.json"
+    result = pytester.runpytest(
+        f"--optbench-baseline={committed}",
+        "--optbench-devices=cpu",
+        "--benchmark-disable",
+        "-p",
+        "no:cacheprovider",
+    )
+    outcomes = result.parseoutcomes()
+    assert "failed" not in outcomes, result.stdout.str()

@@ -132,11 +132,12 @@ class Tolerances:
     time_ratio: float | None = None
 
 
-# Calibrated in docs/calibration.md ("Run-to-run tolerances"): runs of the same scenario
-# that differ only in the optimizer's implementation (for-loop against foreach) drift
-# by at most a few thousandths; these leave a wide margin over that and stay well
-# under the convergence bounds, so a real regression trips them first.
-DEFAULT_TOLERANCES = Tolerances(excess_mse=0.05, slope=0.02, intercept=0.03)
+# Calibrated in docs/calibration.md ("Run-to-run tolerances"): the same runs in float64
+# instead of float32 (rounding alone) move the excess MSE by up to about 0.02, and the
+# slope and intercept by up to about 0.11 and 0.17 where a run ends in a limit cycle
+# (Muon at batch size 10, Adadelta at 50 and 100) whose phase rounding shifts. Each
+# tolerance sits above that; the excess MSE check is the sharp one.
+DEFAULT_TOLERANCES = Tolerances(excess_mse=0.05, slope=0.15, intercept=0.25)
 
 _STATUS_RANK = {"converged": 0, "not_converged": 1, "diverged": 2}
 

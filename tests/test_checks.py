@@ -3,10 +3,13 @@ import pytest
 from optbench import (
     ConvergenceError,
     Thresholds,
+    Tolerances,
     assert_converged,
     assert_falls_faster,
+    assert_not_regressed,
     epochs_to_converge,
     failures,
+    regressions,
 )
 from optbench.checks import status
 
@@ -88,3 +91,66 @@ def test_falls_faster():
     tie = record(id="tie", epoch_mse=[200.0, 0.3, 0.2])
     with pytest.raises(ConvergenceError, match="needs 1 epochs to converge against 1"):
         assert_falls_faster(tie, fast, BOUNDS)
+
+
+TOLERANCES = Tolerances(excess_mse=0.05, slope=0.02, intercept=0.03, time_ratio=1.5)
+
+
+def run_record(**fields):
+    base = {
+        "id": "x-bs1-cpu",
+        "status": "converged",
+        "final_mse": 0.2,
+        "optimum_mse": 0.1,
+        "slope": -5.01,
+        "intercept": 1.02,
+        "target_slope": -5.0,
+        "target_intercept": 1.0,
+        "median": 1.0,
+    }
+    return {**base, **fields}
+
+
+def test_an_unchanged_run_has_no_regression():
+    assert regressions(run_record(), run_record(), TOLERANCES) == []
+
+
+def test_each_regression_is_named():
+    worse = run_record(status="not_converged", final_mse=0.3, slope=-5.05, intercept=1.06, median=2.0)
+    assert regressions(run_record(), worse, TOLERANCES) == [
+        "status converged -> not_converged",
+        "excess MSE grew by 0.1 (tolerance 0.05)",
+        "slope moved 0.04 further from -5 (tolerance 0.02)",
+        "intercept moved 0.04 further from 1 (tolerance 0.03)",
+        "median time x2 (tolerance x1.5)",
+    ]
+
+
+def test_moving_towards_the_true_line_or_getting_better_is_no_regression():
+    better = run_record(final_mse=0.1, slope=-4.995, intercept=0.99, median=0.5)
+    assert regressions(run_record(), better, TOLERANCES) == []
+    recovered = run_record()
+    gone = run_record(status="diverged", final_mse=None, slope=None, intercept=None)
+    assert regressions(gone, recovered, TOLERANCES) == []
+
+
+def test_divergence_is_named_once():
+    gone = run_record(status="diverged", final_mse=None, slope=None, intercept=None)
+    assert regressions(run_record(), gone, TOLERANCES) == ["status converged -> diverged"]
+
+
+def test_without_a_true_line_any_move_counts_and_missing_times_are_not_compared():
+    before = {**run_record(), "target_slope": None, "target_intercept": None, "median": None}
+    after = {**before, "slope": -4.97}
+    assert regressions(before, after, TOLERANCES) == ["slope moved by 0.04 (tolerance 0.02)"]
+
+
+def test_assert_not_regressed():
+    baseline = {"x-bs1-cpu": run_record()}
+    assert_not_regressed(run_record(median=100.0), baseline, TOLERANCES)  # timings are never compared here
+    assert_not_regressed(run_record(id="new-bs1-cpu", final_mse=9.0), baseline, TOLERANCES)
+    assert_not_regressed(run_record(), None, TOLERANCES)
+    with pytest.raises(
+        ConvergenceError, match=r"^x-bs1-cpu regressed against the baseline: excess MSE grew by 0.1 "
+    ):
+        assert_not_regressed(run_record(final_mse=0.3), baseline, TOLERANCES)

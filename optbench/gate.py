@@ -21,6 +21,12 @@ from optbench.summary import compare
 
 PROG = "python -m optbench.gate"
 
+_TOLERANCE_OPTIONS = (
+    ("--max-excess-growth", "excess_mse", "growth of the excess MSE"),
+    ("--max-slope-drift", "slope", "move of the slope away from the true slope"),
+    ("--max-intercept-drift", "intercept", "move of the intercept away from the true intercept"),
+)
+
 
 class GateError(Exception):
     """The two runs cannot be compared; the message says why and what to do."""
@@ -135,29 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--candidate", required=True, metavar="RUN", help="a results file or save number")
     parser.add_argument("--benchmarks-dir", type=Path, default=BENCHMARKS_DIR, help="default .benchmarks")
-    defaults = DEFAULT_TOLERANCES
-    parser.add_argument(
-        "--max-excess-growth",
-        type=_positive,
-        default=defaults.excess_mse,
-        help=f"largest allowed growth of the excess MSE (default {defaults.excess_mse:g})",
-    )
-    parser.add_argument(
-        "--max-slope-drift",
-        type=_positive,
-        default=defaults.slope,
-        help=f"largest allowed change of the slope (default {defaults.slope:g})",
-    )
-    parser.add_argument(
-        "--max-intercept-drift",
-        type=_positive,
-        default=defaults.intercept,
-        help=f"largest allowed change of the intercept (default {defaults.intercept:g})",
-    )
+    for flag, field, what in _TOLERANCE_OPTIONS:
+        default = getattr(DEFAULT_TOLERANCES, field)
+        parser.add_argument(
+            flag,
+            dest=field,
+            type=_positive,
+            default=default,
+            help=f"largest allowed {what} (default {default:g})",
+        )
     parser.add_argument(
         "--max-time-ratio",
         type=_positive,
         default=None,
+        metavar="R",
         help="also fail a median time above R times the baseline's (off: only same-machine timings compare)",
     )
     parser.add_argument(
@@ -165,10 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     tolerances = Tolerances(
-        excess_mse=args.max_excess_growth,
-        slope=args.max_slope_drift,
-        intercept=args.max_intercept_drift,
-        time_ratio=args.max_time_ratio,
+        excess_mse=args.excess_mse, slope=args.slope, intercept=args.intercept, time_ratio=args.max_time_ratio
     )
     try:
         baseline = _load(args.baseline, args.benchmarks_dir, "baseline")

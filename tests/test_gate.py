@@ -87,8 +87,9 @@ def test_a_slowdown_passes_the_quality_gate_and_fails_the_speed_check(runner, ca
     assert status == 0, out + err  # the same fit: timings are not gated by default
     status, out, err = gate(capsys, "--baseline", baseline, "--candidate", candidate, "--max-time-ratio", "2")
     assert status == 1, out + err
-    slow = [line for line in out.splitlines() if "REGRESSED" in line]
-    assert slow and all(line.strip().startswith("sgd-bs") and "median time x" in line for line in slow)
+    slow = {line.split()[0] for line in out.splitlines() if "REGRESSED: median time x" in line}
+    # Both slowed scenarios are caught (others may trip too on a busy machine: timings are noisy).
+    assert {"sgd-bs10-cpu", "sgd-bs100-cpu"} <= slow
 
 
 def test_pytest_benchmark_compare_fail_catches_the_slowdown(runner, pytester):
@@ -99,9 +100,10 @@ def test_pytest_benchmark_compare_fail_catches_the_slowdown(runner, pytester):
     _, result = runner("candidate", storage, *compare, sgd="sleepy", rounds=3)
     assert result.ret != 0
     assert "Performance has regressed" in result.stdout.str() + result.stderr.str()
-    # The unchanged code passes the same check; 100% leaves room for this shared machine's noise.
+    # The unchanged code passes a comparison too; on this shared machine the fastest of three rounds,
+    # with 100% of room, is what stays steady enough to say so without flaking.
     _, result = runner(
-        "again", storage, "--benchmark-compare=0001", "--benchmark-compare-fail=median:100%", rounds=3
+        "again", storage, "--benchmark-compare=0001", "--benchmark-compare-fail=min:100%", rounds=3
     )
     assert result.ret == 0, result.stdout.str()
 

@@ -162,11 +162,16 @@ def test_seed_profile_shows_the_tutorials_finding(pytester):
     )
 
 
-def test_default_matrix_converges_on_cpu(pytester):
-    """Every registered optimizer at every default batch size, once, at the default seed."""
+def test_default_matrix_converges_on_cpu_and_holds_the_committed_baseline(pytester):
+    """Every registered optimizer at every default batch size, once, at the default seed.
+
+    CPU runs repeat exactly for a seed, torch version and thread count, so the
+    committed baseline (baselines/cpu.json) must pass here too.
+    """
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
-    result = pytester.runpytest("--benchmark-disable", *CPU)
+    committed = BENCHMARKS.parent / "baselines" / "cpu.json"
+    result = pytester.runpytest("--benchmark-disable", f"--optbench-baseline={committed}", *CPU)
     outcomes = result.parseoutcomes()
     expected = [(info, bs) for info in OPTIMIZERS.values() for bs in BATCH_SIZES if info.expected_failure(bs)]
     assert "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from optbench.checks import failures
-from optbench.record import SCHEMA_VERSION
+from optbench.record import SCHEMA_VERSION, finite_or_none
 
 BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
@@ -208,14 +208,10 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
     if not finite:
         row["status"] = "diverged"
     row["excess_mse"] = row["final_mse"] - row["optimum_mse"]
-    check = {key: (row[key] if math.isfinite(row[key]) else None) for key in _FLOATS}
-    check.update(id=row["id"], steps=row["steps"], epoch_mse=[_finite(v) for v in row["epoch_mse"]])
+    check = {key: finite_or_none(row[key]) for key in _FLOATS}
+    check.update(id=row["id"], steps=row["steps"], epoch_mse=[finite_or_none(v) for v in row["epoch_mse"]])
     row["passed"] = not failures(check)
     return row
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def load(paths: Sequence[Path]) -> Loaded:

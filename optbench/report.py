@@ -21,7 +21,7 @@ import pandas as pd
 from optbench import plotdata, render
 from optbench.files import OutputError, write_atomic
 from optbench.results import BENCHMARKS_DIR, Loaded, ResultsError, expand, find_run, load, newest_run
-from optbench.summary import compare, markdown, summary
+from optbench.summary import compare, markdown, summary, text
 
 PROG = "python -m optbench.report"
 
@@ -52,9 +52,7 @@ def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, by
 
 def _html_table(table: pd.DataFrame) -> str:
     def cell(value: object) -> str:
-        if isinstance(value, float):
-            return "" if value != value else f"{value:.4g}"
-        return html.escape(str(value))
+        return html.escape(text(value))
 
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
     rows = []

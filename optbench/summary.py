@@ -67,13 +67,18 @@ def _regression(row: dict, tolerances: Tolerances) -> str:
     return "; ".join(regressions(before, after, tolerances))
 
 
+def text(value: object, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` significant digits, NaN as empty."""
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.{digits}g}"
+    return str(value)
+
+
 def markdown(table: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
 
     def cell(value: object) -> str:
-        if isinstance(value, float):
-            return "" if value != value else f"{value:.{digits}g}"
-        return str(value).replace("|", "\\|")
+        return text(value, digits).replace("|", "\\|")
 
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "---|" * len(table.columns)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-SEED_PAIR = ("seed.sgd", "seed.adam")
-"""The seed profile's scenarios, in the order the tutorial plotted them."""
+from optbench.registry import SEED_PROFILE
+
+
+def split_seed_profile(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(matrix rows, seed-profile rows)``: the tutorial's own scenarios get a figure of their own."""
+    seed = frame.optimizer.isin(list(SEED_PROFILE))
+    return frame[~seed], frame[seed]
 
 
 def newest(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,11 +51,10 @@ def floors(frame: pd.DataFrame) -> pd.DataFrame:
     return grouped.rename(columns={"optimum_mse": "mse"})
 
 
-def seed_curves(frame: pd.DataFrame) -> pd.DataFrame:
-    """The seed profile's SGD and Adam as per-step loss rows (steps, not windows, on the x axis)."""
-    pair = frame[frame.optimizer.isin(SEED_PAIR)]
+def seed_curves(seed: pd.DataFrame) -> pd.DataFrame:
+    """The seed profile's rows as per-step loss points (steps, not windows, on the x axis)."""
     rows = []
-    for record in pair.itertuples():
+    for record in seed.itertuples():
         stride = max(int(record.step_loss_stride), 1)
         for index, loss in enumerate(record.step_loss):
             rows.append({"optimizer": record.optimizer, "step": (index + 1) * stride, "loss": loss})

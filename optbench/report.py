@@ -31,22 +31,18 @@ def _say(message: str) -> None:
 
 
 def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, bytes]:
-    current = plotdata.newest(frame)
-    matrix = current[~current.optimizer.isin(plotdata.SEED_PAIR)]
+    matrix, seed = plotdata.split_seed_profile(plotdata.newest(frame))
     figures: dict[str, bytes] = {}
     if len(matrix):
         curves = plotdata.loss_curves(matrix, "candidate" if baseline is not None else "")
         if baseline is not None:
-            old = plotdata.newest(baseline)
-            curves = pd.concat(
-                [plotdata.loss_curves(old[~old.optimizer.isin(plotdata.SEED_PAIR)], "baseline"), curves]
-            )
+            old_matrix, _ = plotdata.split_seed_profile(plotdata.newest(baseline))
+            curves = pd.concat([plotdata.loss_curves(old_matrix, "baseline"), curves])
         figure = render.loss_curves_figure(curves, plotdata.floors(matrix), plotdata.panels(matrix))
         figures["loss_curves.png"] = render.png(figure)
-    seed = plotdata.seed_curves(current)
-    if len(seed):
-        pair = current[current.optimizer.isin(plotdata.SEED_PAIR)]
-        figures["seed.png"] = render.png(render.seed_figure(seed, float(pair.optimum_mse.min())))
+    seed_points = plotdata.seed_curves(seed)
+    if len(seed_points):
+        figures["seed.png"] = render.png(render.seed_figure(seed_points, float(seed.optimum_mse.min())))
     return figures
 
 

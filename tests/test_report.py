@@ -92,7 +92,8 @@ def test_the_newest_autosaved_run_is_the_default(saved_run, run_json, tmp_path, 
 
 def test_plot_data(saved_run):
     frame = load([saved_run]).frame
-    matrix = frame[~frame.optimizer.isin(plotdata.SEED_PAIR)]
+    matrix, seed_rows = plotdata.split_seed_profile(frame)
+    assert set(seed_rows.id) == SEED_IDS and set(matrix.id) == MATRIX_IDS
     curves = plotdata.loss_curves(matrix)
     assert len(curves) == sum(len(curve) for curve in matrix.epoch_mse)
     sgd = curves[curves.id == "sgd-bs10-cpu"]
@@ -101,8 +102,8 @@ def test_plot_data(saved_run):
     assert plotdata.panels(matrix) == [(10, "cpu"), (100, "cpu")]
     floors = plotdata.floors(matrix).set_index("batch_size").mse
     assert floors[10] == matrix[matrix.batch_size == 10].optimum_mse.min()
-    seed = plotdata.seed_curves(frame)
-    assert set(seed.optimizer) == set(plotdata.SEED_PAIR)
+    seed = plotdata.seed_curves(seed_rows)
+    assert set(seed.optimizer) == {"seed.sgd", "seed.adam"}
     adam = seed[seed.optimizer == "seed.adam"]
     assert len(adam) == 200 and adam.step.tolist() == list(range(10, 2001, 10))
 

@@ -150,7 +150,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         "commit": str(commit.get("id") or "")[:12],
         "date": pd.to_datetime(data.get("datetime"), utc=True, errors="coerce"),
         "torch": str(machine.get("torch_version", "")),
-        "schema": int(_number(data.get("optbench_schema")) if "optbench_schema" in data else 0),
+        "schema": _integer(data.get("optbench_schema")),
     }
     rows = [_row(run, bench) for bench in data["benchmarks"] if _is_optbench(bench)]
     for row in rows:
@@ -183,6 +183,12 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _integer(value: Any) -> int:
+    """An int, 0 for anything missing or not a finite number."""
+    number = _number(value)
+    return int(number) if math.isfinite(number) else 0
+
+
 def _curve(values: Any) -> list[float]:
     return [_number(value) for value in values] if isinstance(values, list) else []
 
@@ -194,11 +200,10 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
         row[key] = str(info[key])
     row["expected_failure"] = str(info.get("expected_failure", ""))
     for key in ("batch_size", "seed", "epochs", "steps", "step_loss_stride"):
-        value = _number(info.get(key))
-        row[key] = int(value) if math.isfinite(value) else 0
+        row[key] = _integer(info.get(key))
     for key in ("min", "median", "mean", "stddev"):
         row[key] = _number(stats.get(key))
-    row["rounds"] = int(stats.get("rounds", 0) or 0)
+    row["rounds"] = _integer(stats.get("rounds"))
     for key in _FLOATS:
         row[key] = _number(info.get(key))
     row["epoch_mse"] = _curve(info.get("epoch_mse"))

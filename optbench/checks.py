@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from optbench import spread
 from optbench.record import Status
 
 
@@ -18,11 +19,19 @@ class Thresholds:
         excess_mse: largest allowed ``final_mse - optimum_mse``.
         slope: largest allowed ``|slope - target_slope|``.
         intercept: largest allowed ``|intercept - target_intercept|``.
+        quantile: for a record of several seeds, the nearest-rank quantile over
+            seeds that must be within each bound (0.95 of 32 seeds lets one seed
+            miss); 1.0 demands every seed.
     """
 
     excess_mse: float
     slope: float
     intercept: float
+    quantile: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0 < self.quantile <= 1:
+            raise ValueError(f"Thresholds.quantile must be in (0, 1], got {self.quantile!r}")
 
 
 # Calibrated over 200 seeds of every default scenario: docs/calibration.md
@@ -42,8 +51,12 @@ def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
         thresholds: the bounds to hold it to.
 
     Returns:
-        An empty list when the run converged.
+        An empty list when the run converged: for a record of several seeds, when
+        ``thresholds.quantile`` of each error over seeds is within its bound and
+        no more seeds diverged than that quantile leaves out.
     """
+    if record.get("seeds", 1) > 1:
+        return _seed_failures(record, thresholds)
     final, slope, intercept = record["final_mse"], record["slope"], record["intercept"]
     if final is None or slope is None or intercept is None:
         return [f"diverged: the loss became NaN or infinite within {record['steps']} steps"]
@@ -64,6 +77,36 @@ def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
                 f"{name} {value:.4g} is {abs(value - target):.3g} from {target:g} (bound {bound:g})"
             )
     return missed
+
+
+def _seed_failures(record: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
+    count, q = record["seeds"], thresholds.quantile
+    allowed = count - max(math.ceil(q * count), 1)
+    diverged = list(record["seed_status"]).count("diverged")
+    if diverged > allowed:
+        return [
+            f"diverged: {diverged} of {count} seeds diverged (the {q:g} quantile lets {allowed} miss), "
+            f"seeds {_missing(record['seed_status'], record['seed'])}"
+        ]
+    errors = spread.seed_errors(record)
+    missed = []
+    for metric, bound, label in (
+        ("excess_mse", thresholds.excess_mse, "excess MSE"),
+        ("slope_error", thresholds.slope, "slope error"),
+        ("intercept_error", thresholds.intercept, "intercept error"),
+    ):
+        value = spread.quantile(errors[metric], q)
+        if not value <= bound:
+            over = sum(not error <= bound for error in errors[metric])
+            missed.append(
+                f"{label} {value:.4g} > {bound:g} at the {q:g} quantile of {count} seeds "
+                f"({over} of {count} seeds over)"
+            )
+    return missed
+
+
+def _missing(statuses: list[str], first: int) -> str:
+    return ",".join(str(first + index) for index, state in enumerate(statuses) if state == "diverged")
 
 
 def status(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Status:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from optbench import checks
+from optbench import checks, replicas, spread
 from optbench.dataset import LeastSquares, as_tensors, least_squares
 from optbench.record import Record, finite_or_none
+from optbench.replicas import Replicas
 from optbench.scenario import OptimizerLike, Scenario
 
 MAX_CURVE_POINTS = 200
@@ -43,14 +46,13 @@ class Prepared:
     indexing, and making the views is setup, not training."""
 
 
-def check_bound(optimizer: OptimizerLike, model: nn.Module, scenario_id: str) -> None:
-    """Raises ``StaleOptimizerError`` unless ``optimizer`` holds exactly ``model``'s parameters.
+def check_bound(optimizer: OptimizerLike, own: Sequence[torch.Tensor], scenario_id: str) -> None:
+    """Raises ``StaleOptimizerError`` unless ``optimizer`` holds exactly the parameters ``own``.
 
     This is the tutorial's bug made loud: its second loop stepped an optimizer
     that was built for the first model, so the second model never moved.
     """
     held = [p for group in optimizer.param_groups for p in group["params"]]
-    own = list(model.parameters())
     own_ids = {id(p) for p in own}
     held_ids = {id(p) for p in held}
     foreign = sum(1 for p in held if id(p) not in own_ids)
@@ -72,16 +74,12 @@ def _dataset(scenario: Scenario) -> Dataset:
     return source if isinstance(source, Dataset) else source(scenario.seed)
 
 
-def prepare(scenario: Scenario) -> Prepared:
-    """Builds the data, a fresh model and a fresh optimizer bound to it (not timed).
+def _targets(dataset: Dataset, optimum: LeastSquares) -> tuple[float, float]:
+    slope = getattr(dataset, "slope", optimum.slope)
+    return float(slope), float(getattr(dataset, "intercept", optimum.intercept))
 
-    The model is seeded with ``2 * seed + 1`` and the data with ``seed``, so the
-    initialisation and the noise are independent draws.
 
-    Raises:
-        StaleOptimizerError: the factory returned an optimizer that does not hold
-            exactly this model's parameters.
-    """
+def _prepare_one(scenario: Scenario) -> Prepared:
     dataset = _dataset(scenario)
     x, y = as_tensors(dataset)
     optimum = least_squares(x, y)
@@ -90,7 +88,8 @@ def prepare(scenario: Scenario) -> Prepared:
     losses = torch.full((steps,), math.nan, device=device)
     model = scenario.model(2 * scenario.seed + 1).to(device)
     optimizer = scenario.optimizer(model.parameters())
-    check_bound(optimizer, model, scenario.id)
+    check_bound(optimizer, list(model.parameters()), scenario.id)
+    target_slope, target_intercept = _targets(dataset, optimum)
     return Prepared(
         scenario=scenario,
         model=model,
@@ -98,39 +97,140 @@ def prepare(scenario: Scenario) -> Prepared:
         x=x.to(device),
         y=y.to(device),
         optimum=optimum,
-        target_slope=float(getattr(dataset, "slope", optimum.slope)),
-        target_intercept=float(getattr(dataset, "intercept", optimum.intercept)),
+        target_slope=target_slope,
+        target_intercept=target_intercept,
         losses=losses,
         slots=losses.unbind(),
     )
 
 
+@dataclass
+class Sequential:
+    """Several seeds of a scenario, each prepared as its own one-seed run, trained one after another."""
+
+    scenario: Scenario
+    runs: tuple[Prepared, ...]
+
+
+@dataclass
+class Vectorised:
+    """Several seeds of a scenario prepared as replicas of one vectorised run."""
+
+    scenario: Scenario
+    replicas: Replicas
+    optima: tuple[LeastSquares, ...]
+    targets: tuple[float, float]
+
+
+Ready = Prepared | Sequential | Vectorised
+"""What ``prepare`` returns and ``train`` takes."""
+
+
+def seed_scenarios(scenario: Scenario) -> list[Scenario]:
+    """One one-seed scenario per seed of ``scenario``: seeds ``seed`` to ``seed + seeds - 1``."""
+    return [replace(scenario, seed=scenario.seed + index, seeds=1) for index in range(scenario.seeds)]
+
+
+def prepare(scenario: Scenario) -> Ready:
+    """Builds the data, fresh models and fresh optimizers bound to them (not timed).
+
+    Each seed's model is seeded with ``2 * seed + 1`` and its data with ``seed``,
+    so the initialisation and the noise are independent draws. Several seeds of
+    an optimizer flagged ``elementwise`` (and needing no closure) are stacked as
+    replicas of one vectorised run; other optimizers, and models that cannot be
+    stacked, train their seeds one after another.
+
+    Raises:
+        StaleOptimizerError: the factory returned an optimizer that does not hold
+            exactly the parameters it was given.
+    """
+    if scenario.seeds == 1:
+        return _prepare_one(scenario)
+    singles = seed_scenarios(scenario)
+    if scenario.elementwise and not scenario.needs_closure:
+        datasets = [_dataset(single) for single in singles]
+        data = [as_tensors(dataset) for dataset in datasets]
+        optima = tuple(least_squares(x, y) for x, y in data)
+        try:
+            stacked = replicas.prepare(
+                [scenario.model(2 * single.seed + 1) for single in singles],
+                data,
+                scenario.optimizer,
+                seeds=[single.seed for single in singles],
+                batch_size=scenario.batch_size,
+                epochs=scenario.epochs,
+                shuffle=scenario.shuffle,
+                device=torch.device(scenario.device),
+            )
+        except replicas.NotVectorisableError:
+            pass  # the same results, one seed after another
+        else:
+            check_bound(stacked.optimizer, stacked.params, scenario.id)
+            return Vectorised(scenario, stacked, optima, _targets(datasets[0], optima[0]))
+    return Sequential(scenario, tuple(_prepare_one(single) for single in singles))
+
+
 def _downsample(losses: torch.Tensor, max_points: int) -> tuple[torch.Tensor, int]:
-    """Means over consecutive windows, so at most ``max_points`` remain."""
-    stride = max(1, math.ceil(losses.numel() / max_points))
-    padded = F.pad(losses, (0, (-losses.numel()) % stride), value=math.nan)
-    return padded.view(-1, stride).nanmean(dim=1), stride
+    """Means over consecutive windows along the first dimension, so at most ``max_points`` remain."""
+    stride = max(1, math.ceil(losses.shape[0] / max_points))
+    tail = (-losses.shape[0]) % stride
+    if tail:
+        losses = torch.cat([losses, losses.new_full((tail, *losses.shape[1:]), math.nan)])
+    return losses.view(-1, stride, *losses.shape[1:]).nanmean(dim=1), stride
 
 
-def _line(model: nn.Module) -> tuple[float | None, float | None]:
-    """Slope and intercept of a one-in, one-out affine model, read off two points."""
+def _line(model: nn.Module) -> tuple[float, float]:
+    """A one-in, one-out model's values at x = 0 and x = 1."""
     parameter = next(model.parameters())
     probe = torch.tensor([[0.0], [1.0]], device=parameter.device, dtype=parameter.dtype)
     with torch.no_grad():
         at0, at1 = model(probe).reshape(-1).tolist()
-    return finite_or_none(at1 - at0), finite_or_none(at0)
+    return at0, at1
 
 
-def train(prepared: Prepared) -> Record:
-    """Trains ``prepared`` once; the timed part of a benchmark round.
+def _record(
+    scenario: Scenario,
+    *,
+    steps: int,
+    seconds: float,
+    epoch_values: list[float],
+    curve_values: list[float],
+    stride: int,
+    line: tuple[float, float],
+    optimum: LeastSquares,
+    targets: tuple[float, float],
+) -> dict[str, Any]:
+    """One seed's fields of the record, with its status."""
+    at0, at1 = line
+    record: dict[str, Any] = {
+        "id": scenario.id,
+        "optimizer": scenario.name,
+        "batch_size": scenario.batch_size,
+        "device": scenario.device,
+        "epochs": scenario.epochs,
+        "seed": scenario.seed,
+        "shuffle": scenario.shuffle,
+        "hyperparams": scenario.hyperparams_json,
+        "steps": steps,
+        "status": "diverged",
+        "seconds": seconds,
+        "final_mse": finite_or_none(epoch_values[-1]),
+        "slope": finite_or_none(at1 - at0),
+        "intercept": finite_or_none(at0),
+        "optimum_mse": optimum.mse,
+        "optimum_slope": optimum.slope,
+        "optimum_intercept": optimum.intercept,
+        "target_slope": targets[0],
+        "target_intercept": targets[1],
+        "epoch_mse": [finite_or_none(v) for v in epoch_values],
+        "step_loss": [finite_or_none(v) for v in curve_values],
+        "step_loss_stride": stride,
+    }
+    record["status"] = checks.status(record)
+    return record
 
-    The loop never waits for the device: each step's loss is copied into its slot
-    of a tensor preallocated by ``prepare``, and batches are views of tensors
-    already on the device.
-    Once per epoch the full-data MSE is computed and checked, which is the only
-    synchronisation until the end; a NaN or infinite loss ends the run there with
-    status ``diverged``.
-    """
+
+def _train_one(prepared: Prepared) -> dict[str, Any]:
     scenario, model, optimizer = prepared.scenario, prepared.model, prepared.optimizer
     x, y = prepared.x, prepared.y
     device = x.device
@@ -177,37 +277,66 @@ def train(prepared: Prepared) -> Record:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    return _record(
+        scenario,
+        steps=step,
+        seconds=seconds,
+        epoch_values=epoch_values,
+        curve_values=curve_values,
+        stride=stride,
+        line=_line(model),
+        optimum=prepared.optimum,
+        targets=(prepared.target_slope, prepared.target_intercept),
+    )
 
-    slope, intercept = _line(model)
-    final_mse = finite_or_none(epoch_values[-1])
-    record: Record = {
-        "id": scenario.id,
-        "optimizer": scenario.name,
-        "batch_size": scenario.batch_size,
-        "device": scenario.device,
-        "epochs": scenario.epochs,
-        "seed": scenario.seed,
-        "shuffle": scenario.shuffle,
-        "hyperparams": scenario.hyperparams_json,
-        "steps": step,
-        "status": "diverged",
-        "seconds": seconds,
-        "final_mse": final_mse,
-        "slope": slope,
-        "intercept": intercept,
-        "optimum_mse": prepared.optimum.mse,
-        "optimum_slope": prepared.optimum.slope,
-        "optimum_intercept": prepared.optimum.intercept,
-        "target_slope": prepared.target_slope,
-        "target_intercept": prepared.target_intercept,
-        "epoch_mse": [finite_or_none(v) for v in epoch_values],
-        "step_loss": [finite_or_none(v) for v in curve_values],
-        "step_loss_stride": stride,
-    }
+
+def _train_vectorised(ready: Vectorised) -> tuple[list[dict[str, Any]], float]:
+    trace = replicas.train(ready.replicas)
+    per_epoch = math.ceil(ready.replicas.x.shape[1] / ready.replicas.batch_size)
+    records = []
+    for index, single in enumerate(seed_scenarios(ready.scenario)):
+        steps = min(trace.epochs_done[index] * per_epoch, trace.losses.shape[0])
+        curve, stride = _downsample(trace.losses[:steps, index], MAX_CURVE_POINTS)
+        records.append(
+            _record(
+                single,
+                steps=steps,
+                seconds=trace.seconds,
+                epoch_values=trace.epoch_mse[index],
+                curve_values=curve.tolist(),
+                stride=stride,
+                line=trace.lines[index],
+                optimum=ready.optima[index],
+                targets=ready.targets,
+            )
+        )
+    return records, trace.seconds
+
+
+def train(ready: Ready) -> Record:
+    """Trains what ``prepare`` built, once; the timed part of a benchmark round.
+
+    The loop never waits for the device: each step's loss is copied into its slot
+    of a tensor preallocated by ``prepare``, and batches are views of tensors
+    already on the device.
+    Once per epoch the full-data MSE is computed and checked, which is the only
+    synchronisation until the end; a NaN or infinite loss ends the run there with
+    status ``diverged`` (in a vectorised run, once every replica has diverged).
+    """
+    if isinstance(ready, Prepared):
+        records, how = [_train_one(ready)], "one"
+        seconds = records[0]["seconds"]
+    elif isinstance(ready, Vectorised):
+        (records, seconds), how = _train_vectorised(ready), "vectorised"
+    else:
+        records, how = [_train_one(run) for run in ready.runs], "sequential"
+        seconds = sum(record["seconds"] for record in records)
+    record = {**records[0], "seconds": seconds, "seed": ready.scenario.seed, "seed_runs": how}
+    record.update(spread.over_seeds(records))
     record["status"] = checks.status(record)
-    return record
+    return record  # type: ignore[return-value]
 
 
 def run(scenario: Scenario) -> Record:
-    """Prepares and trains ``scenario`` once: a fresh model, a fresh optimizer, one record."""
+    """Prepares and trains ``scenario`` once: fresh models, fresh optimizers, one record."""
     return train(prepare(scenario))

@@ -57,3 +57,16 @@ def parse_seed(value: str) -> int:
     if seed < 0:
         raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {value!r}")
     return seed
+
+
+def parse_seeds(value: str) -> int | None:
+    """``"auto"`` -> ``None`` (the registry decides), else a positive number of seeds."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        seeds = int(value)
+    except ValueError:
+        seeds = 0
+    if seeds < 1:
+        raise argparse.ArgumentTypeError(f"seeds must be 'auto' or a positive integer, got {value!r}")
+    return seeds

@@ -19,9 +19,9 @@ import torch
 from optbench import __version__, hookspecs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import prepare, train
-from optbench.options import parse_batch_sizes, parse_devices, parse_names, parse_seed
+from optbench.options import parse_batch_sizes, parse_devices, parse_names, parse_seed, parse_seeds
 from optbench.record import SCHEMA_VERSION, Record
-from optbench.registry import BATCH_SIZES, OPTIMIZERS, Registry
+from optbench.registry import AUTO_SEEDS, BATCH_SIZES, OPTIMIZERS, Registry
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import Scenario
 
@@ -71,6 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=0,
         metavar="SEED",
         help="seed of the data noise, the initialisation and the shuffle (default: 0)",
+    )
+    group.addoption(
+        "--optbench-seeds",
+        type=parse_seeds,
+        default=None,
+        metavar="K",
+        help=f"seeds per scenario, from --optbench-seed on; 'auto' (default) trains {AUTO_SEEDS} for "
+        "optimizers flagged elementwise, as one vectorised run, and 1 for the others",
     )
 
 
@@ -163,11 +171,24 @@ def optbench_rounds(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
+def optbench_seeds(request: pytest.FixtureRequest) -> int | None:
+    """The ``--optbench-seeds`` value: a number of seeds, or ``None`` for ``auto``."""
+    return request.config.getoption("optbench_seeds")
+
+
+@pytest.fixture
 def scenario(
-    optimizer: str, batch_size: int, device: str, optbench_registry: Registry, optbench_seed: int
+    optimizer: str,
+    batch_size: int,
+    device: str,
+    optbench_registry: Registry,
+    optbench_seed: int,
+    optbench_seeds: int | None,
 ) -> Scenario:
     """The registry's scenario for this test's ``optimizer``, ``batch_size`` and ``device``."""
-    return optbench_registry[optimizer].scenario(batch_size, device=device, seed=optbench_seed)
+    info = optbench_registry[optimizer]
+    seeds = info.auto_seeds() if optbench_seeds is None else optbench_seeds
+    return info.scenario(batch_size, device=device, seed=optbench_seed, seeds=seeds)
 
 
 @pytest.fixture

@@ -23,6 +23,11 @@ EPOCHS = MappingProxyType({1: 20, 10: 20, 50: 100, 100: 100})
 DEFAULT_EPOCHS = 20
 """Epochs for a batch size not in ``EPOCHS``."""
 
+AUTO_SEEDS = 32
+"""Seeds per scenario in the default matrix for optimizers flagged ``elementwise``: they
+train as replicas of one vectorised run, at well under twice the cost of one seed
+(docs/performance.md). Other optimizers train one seed."""
+
 
 class UnknownOptimizerError(KeyError):
     """An optimizer name that is not in the registry."""
@@ -100,6 +105,10 @@ class OptimizerInfo:
         """The epochs this optimizer gets at ``batch_size``."""
         return self.epochs.get(batch_size, EPOCHS.get(batch_size, DEFAULT_EPOCHS))
 
+    def auto_seeds(self) -> int:
+        """Seeds where they are cheap: ``AUTO_SEEDS`` for an elementwise optimizer, else 1."""
+        return AUTO_SEEDS if self.elementwise and not self.needs_closure else 1
+
     def scenario(
         self,
         batch_size: int,
@@ -107,7 +116,7 @@ class OptimizerInfo:
         seed: int = 0,
         **overrides: Any,
     ) -> Scenario:
-        """The scenario for this optimizer; ``overrides`` replace any scenario field."""
+        """The scenario for this optimizer; ``overrides`` replace any scenario field (``seeds=32``)."""
         hyperparams = self.hyperparams(batch_size)
         fields: dict[str, Any] = {
             "name": self.name,
@@ -117,6 +126,7 @@ class OptimizerInfo:
             "epochs": self.epochs_for(batch_size),
             "seed": seed,
             "needs_closure": self.needs_closure,
+            "elementwise": self.elementwise,
             "hyperparams": tuple(sorted(hyperparams.items())),
         }
         fields.update(overrides)

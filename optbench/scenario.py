@@ -46,8 +46,14 @@ class Scenario:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         epochs: passes over the data.
         seed: seeds the data noise, the model's initialisation and the shuffle.
+        seeds: how many seeds to train, ``seed`` to ``seed + seeds - 1``, each with
+            its own data noise, initialisation and shuffle order.
         shuffle: reshuffle the data every epoch (the tutorial does not).
         needs_closure: the optimizer's ``step`` takes a closure (LBFGS).
+        elementwise: the optimizer's update is elementwise, so several seeds may
+            train as replicas of one vectorised run (``optbench.replicas``);
+            otherwise they train one after another. Either way each seed's
+            result is the same.
         dataset: a dataset factory taking the seed (the tutorial's line by
             default), or a fixed map-style ``Dataset`` of ``(x, y)`` pairs.
         model: builds the model from a seed (``nn.Linear(1, 1)`` by default).
@@ -60,8 +66,10 @@ class Scenario:
     device: str = "cpu"
     epochs: int = 20
     seed: int = 0
+    seeds: int = 1
     shuffle: bool = False
     needs_closure: bool = False
+    elementwise: bool = False
     dataset: DatasetFactory | Dataset = LineDataset
     model: ModelFactory = linear
     hyperparams: tuple[tuple[str, Any], ...] = field(default=())
@@ -69,7 +77,7 @@ class Scenario:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"scenario name {self.name!r} must be lower-case letters, digits, '_' or '.'")
-        for attribute in ("batch_size", "epochs"):
+        for attribute in ("batch_size", "epochs", "seeds"):
             value = getattr(self, attribute)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"scenario {attribute} must be a positive integer, got {value!r}")

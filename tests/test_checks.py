@@ -154,3 +154,60 @@ def test_assert_not_regressed():
         ConvergenceError, match=r"^x-bs1-cpu regressed against the baseline: excess MSE grew by 0.1 "
     ):
         assert_not_regressed(run_record(final_mse=0.3), baseline, TOLERANCES)
+
+
+def seeds_record(excess, slopes=None, statuses=None, **fields):
+    """A record of len(excess) seeds, each with optimum 0.1 and intercept 1."""
+    count = len(excess)
+    return record(
+        **{"seed": 0, **fields},
+        seeds=count,
+        seed_final_mse=[None if e is None else 0.1 + e for e in excess],
+        seed_optimum_mse=[0.1] * count,
+        seed_slope=slopes or [-5.0] * count,
+        seed_intercept=[1.0] * count,
+        seed_status=statuses or ["converged" if e <= 0.5 else "not_converged" for e in excess],
+    )
+
+
+def test_many_seeds_are_judged_at_the_quantile():
+    # The 0.95 nearest-rank quantile of 32 seeds is the 31st smallest: one seed may miss.
+    one_over = seeds_record([0.2] * 31 + [2.0])
+    assert failures(one_over, BOUNDS) == []
+    two_over = seeds_record([0.2] * 30 + [2.0, 3.0])
+    assert failures(two_over, BOUNDS) == [
+        "excess MSE 2 > 0.5 at the 0.95 quantile of 32 seeds (2 of 32 seeds over)"
+    ]
+    assert status(two_over, BOUNDS) == "not_converged"
+    every_seed = Thresholds(excess_mse=0.5, slope=0.1, intercept=0.2, quantile=1.0)
+    assert failures(one_over, every_seed) == [
+        "excess MSE 2 > 0.5 at the 1 quantile of 32 seeds (1 of 32 seeds over)"
+    ]
+
+
+def test_the_single_record_fields_do_not_decide_a_many_seed_verdict():
+    # The first seed's own fields fail, but 31 of 32 seeds are inside every bound.
+    assert failures(seeds_record([2.0] + [0.2] * 31, final_mse=2.1), BOUNDS) == []
+
+
+def test_slope_misses_over_seeds_are_named():
+    slopes = [-5.0] * 28 + [-4.0] * 4
+    assert failures(seeds_record([0.2] * 32, slopes=slopes), BOUNDS) == [
+        "slope error 1 > 0.1 at the 0.95 quantile of 32 seeds (4 of 32 seeds over)"
+    ]
+
+
+def test_too_many_diverged_seeds_make_the_record_diverged():
+    statuses = ["converged"] * 30 + ["diverged"] * 2
+    diverged = seeds_record([0.2] * 30 + [None, None], statuses=statuses, seed=7)
+    assert failures(diverged, BOUNDS) == [
+        "diverged: 2 of 32 seeds diverged (the 0.95 quantile lets 1 miss), seeds 37,38"
+    ]
+    assert status(diverged, BOUNDS) == "diverged"
+    statuses = ["converged"] * 31 + ["diverged"]
+    assert failures(seeds_record([0.2] * 31 + [None], statuses=statuses), BOUNDS) == []
+
+
+def test_a_quantile_outside_0_to_1_is_refused():
+    with pytest.raises(ValueError, match="quantile must be in"):
+        Thresholds(excess_mse=0.5, slope=0.1, intercept=0.2, quantile=0.0)

@@ -18,6 +18,7 @@ from optbench import (
     train,
 )
 from optbench.engine import MAX_CURVE_POINTS, _downsample
+from optbench.record import Record
 
 
 def sgd(batch_size=10, **fields) -> Scenario:
@@ -41,7 +42,8 @@ def test_record_is_flat_json():
     for key, value in record.items():
         assert isinstance(value, (str, int, float, bool, list, type(None))), key
         if isinstance(value, list):
-            assert all(isinstance(item, (float, type(None))) for item in value), key
+            assert all(isinstance(item, (float, str, type(None))) for item in value), key
+    assert set(record) == set(Record.__annotations__)
 
 
 def test_record_fields():

@@ -1,0 +1,235 @@
+"""K seeds of one scenario trained as one vectorised run, for optimizers whose update is elementwise.
+
+The K fresh models are stacked into one set of parameters with a leading replica
+dimension (``torch.func.stack_module_state``); each replica keeps its own data
+noise, initialisation and shuffle order. A step computes every replica's loss
+and gradient at once (``vmap`` of ``grad_and_value`` of ``functional_call``),
+and the optimizer updates one stacked tensor per parameter. For an optimizer
+whose update is elementwise, each replica then follows the trajectory it would
+follow alone; the tests prove that per optimizer against sequential runs.
+
+The step is traced once per batch shape into a graph of plain tensor operations
+(``make_fx``), so a step pays neither autograd's nor vmap's dispatch again:
+that is what makes 32 replicas cost little more than one model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from optbench.scenario import OptimizerFactory, OptimizerLike
+
+Graph = Callable[..., tuple[torch.Tensor, ...]]
+
+
+class NotVectorisableError(RuntimeError):
+    """The models cannot be stacked or traced as replicas; their seeds must run one after another."""
+
+
+@dataclass
+class Replicas:
+    """K stacked models, one optimizer over the stacked parameters, the K data sets on the device.
+
+    Attributes:
+        params: one stacked parameter per model parameter, replica dimension first;
+            the optimizer holds exactly these.
+        optimizer: built by the scenario's factory from ``params``.
+        x: inputs, ``(K, n, ...)``; ``y`` likewise.
+        seeds: each replica's seed, which also seeds its shuffle.
+        losses: ``(steps, K)``, filled by ``train`` without waiting for the device.
+    """
+
+    params: tuple[nn.Parameter, ...]
+    optimizer: OptimizerLike
+    x: torch.Tensor
+    y: torch.Tensor
+    seeds: tuple[int, ...]
+    batch_size: int
+    epochs: int
+    shuffle: bool
+    losses: torch.Tensor
+    slots: tuple[torch.Tensor, ...]
+    step_graphs: dict[int, Graph]
+    """The traced step, by batch length (the last batch may be shorter)."""
+    mse_graph: Graph
+    line: Callable[[], torch.Tensor]
+    """Each replica's model at x = 0 and x = 1, ``(K, 2)``."""
+    inputs: tuple[torch.Tensor, ...] = field(default=())
+    """The parameters' tensors as the graphs take them (aliases of ``params``, updated with them)."""
+
+
+@dataclass
+class Trace:
+    """What one vectorised run leaves on the host, per replica."""
+
+    seconds: float
+    epochs_done: list[int]
+    """Epochs each replica trained before its full-data MSE became NaN or infinite (or all)."""
+    epoch_mse: list[list[float]]
+    """Per replica: the full-data MSE before training and after each epoch it trained."""
+    losses: torch.Tensor
+    """``(steps, K)`` per-step losses on the host."""
+    lines: list[tuple[float, float]]
+    """Per replica: its fitted model's value at x = 0 and at x = 1."""
+
+
+def prepare(
+    models: Sequence[nn.Module],
+    data: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: OptimizerFactory,
+    *,
+    seeds: Sequence[int],
+    batch_size: int,
+    epochs: int,
+    shuffle: bool,
+    device: torch.device,
+) -> Replicas:
+    """Stacks K fresh models and K data sets on ``device``, builds the optimizer and traces the step.
+
+    Raises:
+        NotVectorisableError: the models differ in structure or have buffers, the
+            data sets differ in shape, or the model cannot be traced under ``vmap``
+            (random layers, data-dependent control flow).
+    """
+    try:
+        stacked, buffers = stack_module_state([model.to(device) for model in models])
+        x = torch.stack([pair[0] for pair in data]).to(device)
+        y = torch.stack([pair[1] for pair in data]).to(device)
+    except (RuntimeError, ValueError) as error:
+        raise NotVectorisableError(f"the replicas cannot be stacked ({error})") from None
+    if buffers:
+        # BatchNorm's running statistics and the like are updated in place, which
+        # replicas traced as one graph would not reproduce seed by seed.
+        raise NotVectorisableError(f"the model has buffers ({', '.join(buffers)})")
+    names = tuple(stacked)
+    params = tuple(nn.Parameter(stacked[name].detach()) for name in names)
+    inputs = tuple(p.detach() for p in params)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def loss(*tensors: torch.Tensor) -> torch.Tensor:
+        state = dict(zip(names, tensors[:-2], strict=True))
+        return F.mse_loss(functional_call(base, state, (tensors[-2],)), tensors[-1])
+
+    def step(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        grads, value = grad_and_value(loss, argnums=tuple(range(len(names))))(*tensors)
+        return (*grads, value)
+
+    size = x.shape[1]
+    batch_size = min(batch_size, size)
+    lengths = {batch_size, size % batch_size or batch_size}
+    try:
+        with torch.no_grad():
+            step_graphs = {
+                length: make_fx(vmap(step))(*inputs, x[:, :length].contiguous(), y[:, :length].contiguous())
+                for length in lengths
+            }
+            mse_graph = make_fx(vmap(loss))(*inputs, x, y)
+    except Exception as error:  # vmap and tracing fail in many ways, all meaning "not stackable"
+        reason = f"{type(error).__name__}: {error}"
+        raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
+
+    probe = torch.tensor([[0.0], [1.0]], device=device, dtype=params[0].dtype)
+
+    def line() -> torch.Tensor:
+        def one(*tensors: torch.Tensor) -> torch.Tensor:
+            state = dict(zip(names, tensors, strict=True))
+            return functional_call(base, state, (probe,)).reshape(-1)
+
+        with torch.no_grad():
+            return vmap(one)(*inputs)
+
+    steps = epochs * math.ceil(size / batch_size)
+    losses = torch.full((steps, len(models)), math.nan, device=device)
+    return Replicas(
+        params=params,
+        optimizer=optimizer(params),
+        x=x,
+        y=y,
+        seeds=tuple(seeds),
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=shuffle,
+        losses=losses,
+        slots=losses.unbind(),
+        step_graphs=step_graphs,
+        mse_graph=mse_graph,
+        line=line,
+        inputs=inputs,
+    )
+
+
+def train(replicas: Replicas) -> Trace:
+    """Trains every replica once; the timed part of a benchmark round.
+
+    As in the one-model loop, nothing waits for the device until the end except
+    the per-epoch check, which stops the run once every replica's full-data MSE
+    is NaN or infinite.
+    """
+    r = replicas
+    x, y, inputs, params, optimizer = r.x, r.y, r.inputs, r.params, r.optimizer
+    device = x.device
+    count, size = x.shape[0], x.shape[1]
+    epoch_mse = torch.empty(r.epochs + 1, count, device=device)
+    generators = [torch.Generator(device=device).manual_seed(seed) for seed in r.seeds] if r.shuffle else None
+    rows = torch.arange(count, device=device).unsqueeze(1)
+    batches = _batches(x, y, r.batch_size)
+    graphs, slots = r.step_graphs, r.slots
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        epoch_mse[0] = r.mse_graph(*inputs, x, y)
+        step = 0
+        epochs_done = 0
+        for epoch in range(1, r.epochs + 1):
+            if generators is not None:
+                order = torch.stack([torch.randperm(size, device=device, generator=g) for g in generators])
+                batches = _batches(x[rows, order], y[rows, order], r.batch_size)
+            for xb, yb in batches:
+                *grads, loss = graphs[xb.shape[1]](*inputs, xb, yb)
+                for param, grad in zip(params, grads, strict=True):
+                    param.grad = grad
+                optimizer.step()
+                slots[step].copy_(loss)
+                step += 1
+            epoch_mse[epoch] = r.mse_graph(*inputs, x, y)
+            epochs_done = epoch
+            if not torch.isfinite(epoch_mse[epoch]).any():
+                break
+        lines = r.line()
+    host_losses = r.losses[:step].cpu()
+    host_mse = epoch_mse[: epochs_done + 1].cpu()
+    host_lines = lines.cpu()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+
+    finite = torch.isfinite(host_mse)
+    done = []
+    for replica in range(count):
+        bad = (~finite[1:, replica]).nonzero()
+        done.append(int(bad[0]) + 1 if len(bad) else epochs_done)
+    return Trace(
+        seconds=seconds,
+        epochs_done=done,
+        epoch_mse=[host_mse[: done[k] + 1, k].tolist() for k in range(count)],
+        losses=host_losses,
+        lines=[(float(at0), float(at1)) for at0, at1 in host_lines.tolist()],
+    )
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Contiguous ``(K, b, ...)`` batches, as the traced step expects."""
+    return [
+        (xb.contiguous(), yb.contiguous())
+        for xb, yb in zip(x.split(batch_size, dim=1), y.split(batch_size, dim=1), strict=True)
+    ]

@@ -1,0 +1,148 @@
+"""Seeds trained as replicas of one vectorised run must be the runs the seeds give alone.
+
+The ``elementwise`` flag is what lets the engine pack seeds together, so it is
+proven here per flagged optimizer: every replica's final parameters must equal,
+bit for bit on CPU float32, those of the same seed trained on its own.
+"""
+
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from optbench import OPTIMIZERS, prepare, run, train
+from optbench.engine import Sequential, Vectorised, seed_scenarios
+
+ELEMENTWISE = [name for name, info in OPTIMIZERS.items() if info.elementwise]
+OTHERS = [name for name, info in OPTIMIZERS.items() if not info.elementwise]
+
+
+def trained_alone(scenario):
+    """Each seed's final parameters, trained on its own."""
+    finals = []
+    for single in seed_scenarios(scenario):
+        ready = prepare(single)
+        train(ready)
+        finals.append([p.detach().clone() for p in ready.model.parameters()])
+    return finals
+
+
+def trained_as_replicas(scenario):
+    ready = prepare(scenario)
+    assert isinstance(ready, Vectorised), type(ready).__name__
+    record = train(ready)
+    finals = [[p.detach()[index].clone() for p in ready.replicas.params] for index in range(scenario.seeds)]
+    return record, finals
+
+
+def test_the_default_matrix_flags_these_optimizers_elementwise():
+    # A change to the flags must come with the proof below for the new entry.
+    assert ELEMENTWISE == [
+        "adadelta", "adagrad", "adam", "adamax", "adamw", "asgd", "nadam", "radam", "rmsprop", "rprop", "sgd",
+    ]  # fmt: skip
+    assert OTHERS == ["adafactor", "lbfgs", "muon"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 10, 100])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_replicas_equal_sequential_runs_bitwise(name, batch_size):
+    scenario = OPTIMIZERS[name].scenario(batch_size, seed=5, seeds=4, epochs=3, shuffle=True)
+    record, replicas = trained_as_replicas(scenario)
+    alone = trained_alone(scenario)
+    for seed, (mine, theirs) in enumerate(zip(replicas, alone, strict=True), start=5):
+        for replica_param, own_param in zip(mine, theirs, strict=True):
+            assert torch.equal(replica_param, own_param), f"{name} seed {seed}: {replica_param} {own_param}"
+    records = [run(single) for single in seed_scenarios(scenario)]
+    for field in ("final_mse", "slope", "intercept", "status"):
+        assert record[f"seed_{field}"] == [single[field] for single in records], field
+    first = records[0]
+    for field in ("final_mse", "slope", "intercept", "epoch_mse", "step_loss", "steps"):
+        assert record[field] == first[field], field
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_optimizers_not_flagged_run_their_seeds_one_after_another(name):
+    scenario = OPTIMIZERS[name].scenario(100, seeds=3, epochs=2)
+    ready = prepare(scenario)
+    assert isinstance(ready, Sequential)
+    record = train(ready)
+    assert record["seed_runs"] == "sequential"
+    assert record["seed_final_mse"] == [run(single)["final_mse"] for single in seed_scenarios(scenario)]
+
+
+class GlobalNormSGD(torch.optim.Optimizer):
+    """Not elementwise: each step is scaled by the whole tensor's norm, replicas included."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(p.grad / (p.grad.norm() + 1e-12), alpha=-group["lr"])
+
+
+def test_the_proof_catches_an_optimizer_wrongly_flagged_elementwise():
+    scenario = OPTIMIZERS["sgd"].scenario(10, seeds=4, epochs=2, optimizer=partial(GlobalNormSGD, lr=0.1))
+    _, replicas = trained_as_replicas(scenario)
+    alone = trained_alone(scenario)
+    assert not all(
+        torch.equal(mine, theirs)
+        for seed_params, own_params in zip(replicas, alone, strict=True)
+        for mine, theirs in zip(seed_params, own_params, strict=True)
+    )
+
+
+def mlp(seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+@pytest.mark.parametrize("batch_size", [1, 10, 100])
+def test_replicas_work_for_any_model_from_the_factory(batch_size):
+    """A wider model: bitwise at batch size 1; with more samples per batch the stacked
+    matmul sums a batch's gradients in another order than the one-model matmul, so
+    replicas agree with their own runs to float32 rounding (1e-5), not bit for bit."""
+    scenario = OPTIMIZERS["adam"].scenario(batch_size, seeds=3, epochs=3, shuffle=True, model=mlp)
+    _, replicas = trained_as_replicas(scenario)
+    for mine, theirs in zip(replicas, trained_alone(scenario), strict=True):
+        for replica_param, own_param in zip(mine, theirs, strict=True):
+            if batch_size == 1:
+                assert torch.equal(replica_param, own_param)
+            else:
+                torch.testing.assert_close(replica_param, own_param, rtol=1e-5, atol=1e-5)
+
+
+def with_batch_norm(seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+
+
+def test_a_model_with_buffers_falls_back_to_sequential_runs():
+    scenario = OPTIMIZERS["adam"].scenario(10, seeds=3, epochs=2, model=with_batch_norm)
+    ready = prepare(scenario)
+    assert isinstance(ready, Sequential)
+    record = train(ready)
+    assert record["seed_final_mse"] == [run(single)["final_mse"] for single in seed_scenarios(scenario)]
+
+
+def test_a_record_of_many_seeds():
+    scenario = OPTIMIZERS["sgd"].scenario(100, seed=2, seeds=32)
+    record = run(scenario)
+    assert (record["seeds"], record["seed"], record["seed_runs"]) == (32, 2, "vectorised")
+    assert all(len(record[f"seed_{field}"]) == 32 for field in ("final_mse", "slope", "intercept", "status"))
+    assert record["pass_rate"] == record["seed_status"].count("converged") / 32
+    excess = sorted(f - o for f, o in zip(record["seed_final_mse"], record["seed_optimum_mse"], strict=True))
+    assert record["excess_mse_q50"] == excess[15]  # nearest rank: the 16th of 32
+    assert record["excess_mse_q95"] == excess[30]  # the 31st of 32
+    assert len(record["epoch_mse_q50"]) == len(record["epoch_mse"])
+    assert all(
+        low <= middle <= high
+        for low, middle, high in zip(
+            record["epoch_mse_q10"], record["epoch_mse_q50"], record["epoch_mse_q90"], strict=True
+        )
+    )

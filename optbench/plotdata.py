@@ -25,23 +25,31 @@ def panels(frame: pd.DataFrame) -> list[tuple[int, str]]:
 
 
 def loss_curves(frame: pd.DataFrame, label: str = "") -> pd.DataFrame:
-    """One row per point of each scenario's per-epoch full-data MSE.
+    """One row per point of each scenario's per-epoch full-data MSE: the median over seeds and its band.
 
     Args:
         frame: rows from ``optbench.results.load``, one per scenario.
         label: which run the rows come from (``baseline``/``candidate`` in a comparison).
 
     Returns:
-        Columns ``batch_size, device, optimizer, id, label, epoch, mse``; epochs
-        count from 0 (before training), so every batch size shares the x axis.
+        Columns ``batch_size, device, optimizer, id, label, seeds, epoch, mse,
+        low, high``: ``mse`` is the median over seeds (the one seed's MSE for a
+        one-seed scenario), ``low`` and ``high`` the 10% and 90% quantiles.
+        Epochs count from 0 (before training), so every batch size shares the x
+        axis; a point where the median is not finite (diverged) is left out, and
+        a band edge that is not finite is NaN.
     """
-    points = frame[["batch_size", "device", "optimizer", "id", "epoch_mse"]].explode("epoch_mse")
-    points = points.rename(columns={"epoch_mse": "mse"})
+    keys = ["batch_size", "device", "optimizer", "id", "seeds"]
+    bands = {"mse": "epoch_mse_q50", "low": "epoch_mse_q10", "high": "epoch_mse_q90"}
+    points = frame[keys + list(bands.values())].rename(columns={v: k for k, v in bands.items()})
+    points = points.explode(list(bands))
     points["epoch"] = points.groupby(level=0).cumcount()
-    points["mse"] = points["mse"].astype(float)
-    points = points[points["mse"].notna() & (points["mse"] < float("inf"))]
+    for column in bands:
+        values = points[column].astype(float)
+        points[column] = values.where(values < float("inf"))
+    points = points[points["mse"].notna()]
     points["label"] = label
-    columns = ["batch_size", "device", "optimizer", "id", "label", "epoch", "mse"]
+    columns = ["batch_size", "device", "optimizer", "id", "label", "seeds", "epoch", "mse", "low", "high"]
     return points[columns].reset_index(drop=True)
 
 

@@ -20,7 +20,10 @@ MAX_LEGEND = 24
 
 
 def loss_curves_figure(curves: pd.DataFrame, floors: pd.DataFrame, panels: list[tuple[int, str]]) -> Figure:
-    """A panel per (batch size, device), a line per optimizer (dashed: baseline), MSE on a log scale."""
+    """A panel per (batch size, device), a line per optimizer (dashed: baseline), MSE on a log scale.
+
+    A scenario of several seeds is drawn as its median with the 10-90% band shaded.
+    """
     columns = min(len(panels), 2) or 1
     rows = math.ceil(len(panels) / columns) or 1
     figure = Figure(figsize=(7 * columns, 4.6 * rows))
@@ -33,6 +36,10 @@ def loss_curves_figure(curves: pd.DataFrame, floors: pd.DataFrame, panels: list[
         panel = curves[(curves.batch_size == batch_size) & (curves.device == device)]
         for (name, label), line in panel.groupby(["optimizer", "label"], sort=True):
             text = name if not label or label == "candidate" else f"{name} ({label})"
+            seeds = int(line.seeds.max())
+            if seeds > 1:
+                text += f" (median of {seeds})"
+                axis.fill_between(line.epoch, line.low, line.high, color=colours[name], alpha=0.15, lw=0)
             axis.plot(line.epoch, line.mse, _STYLES.get(label, "-"), color=colours[name], label=text, lw=1.4)
         floor = floors[(floors.batch_size == batch_size) & (floors.device == device)]
         if len(floor):
@@ -48,7 +55,10 @@ def loss_curves_figure(curves: pd.DataFrame, floors: pd.DataFrame, panels: list[
             axis.set_title(f"{axis.get_title()} ({len(names)} optimizers, legend omitted)")
     for axis in list(axes.flat)[len(panels) :]:
         axis.set_visible(False)
-    figure.suptitle("Loss curves: every optimizer, each with its own fresh model and optimizer")
+    figure.suptitle(
+        "Loss curves: every optimizer, each with its own fresh model and optimizer "
+        "(several seeds: median, 10-90% band shaded)"
+    )
     figure.tight_layout()
     return figure
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from optbench import spread
 from optbench.checks import failures
 from optbench.record import SCHEMA_VERSION, finite_or_none
 
@@ -27,14 +28,18 @@ _SAVE_NUMBER = re.compile(r"^(\d{4})_")
 _SAVE_HINT = "run `pytest benchmarks --benchmark-autosave` first, or pass result files"
 _NEEDED = ("id", "optimizer", "batch_size", "device", "final_mse", "optimum_mse", "status", "epoch_mse")
 _FLOATS = ("final_mse", "slope", "intercept", "optimum_mse", "target_slope", "target_intercept")
+_SEED_LISTS = ("seed_final_mse", "seed_optimum_mse", "seed_slope", "seed_intercept")
+_QUANTILES = tuple(spread.name(metric, q) for metric in spread.ERRORS for q in spread.QUANTILES)
+_BANDS = tuple(spread.name("epoch_mse", q) for q in spread.BAND)
 
 COLUMNS = (
     "run", "save", "machine", "commit", "date", "torch", "test", "id", "optimizer", "batch_size",
     "device", "seed", "epochs", "steps", "min", "median", "mean", "stddev", "rounds", "final_mse",
     "optimum_mse", "excess_mse", "slope", "intercept", "target_slope", "target_intercept", "status",
-    "passed", "expected_failure", "epoch_mse", "step_loss", "step_loss_stride", "schema",
+    "passed", "expected_failure", "epoch_mse", "step_loss", "step_loss_stride", "schema", "seeds",
+    "seed_runs", "pass_rate", *_QUANTILES, *_BANDS, *_SEED_LISTS, "seed_status",
 )  # fmt: skip
-"""The DataFrame's columns, in order."""
+"""The DataFrame's columns, in order. A record saved before schema 2 reads as one seed."""
 
 
 class ResultsError(Exception):
@@ -208,15 +213,61 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
         row[key] = _number(info.get(key))
     row["epoch_mse"] = _curve(info.get("epoch_mse"))
     row["step_loss"] = _curve(info.get("step_loss"))
-    finite = all(math.isfinite(row[key]) for key in ("final_mse", "slope", "intercept"))
-    row["repaired"] = not finite and row["status"] != "diverged"
-    if not finite:
-        row["status"] = "diverged"
     row["excess_mse"] = row["final_mse"] - row["optimum_mse"]
+    _read_seeds(row, info)
+    finite = all(math.isfinite(row[key]) for key in ("final_mse", "slope", "intercept"))
+    # The first seed's numbers may be missing only when that seed diverged; otherwise the
+    # record does not account for them, and all of it reads as diverged.
+    row["repaired"] = not finite and row["seed_status"][0] != "diverged"
+    if row["repaired"]:
+        row["status"] = row["seed_status"][0] = "diverged"
+        if row["seeds"] == 1:
+            row["pass_rate"] = 0.0
     check = {key: finite_or_none(row[key]) for key in _FLOATS}
-    check.update(id=row["id"], steps=row["steps"], epoch_mse=[finite_or_none(v) for v in row["epoch_mse"]])
-    row["passed"] = not failures(check)
+    check.update({key: [finite_or_none(v) for v in row[key]] for key in _SEED_LISTS})
+    check.update(
+        id=row["id"],
+        steps=row["steps"],
+        seed=row["seed"],
+        seeds=row["seeds"],
+        seed_status=row["seed_status"],
+        epoch_mse=[finite_or_none(v) for v in row["epoch_mse"]],
+    )
+    row["passed"] = not row["repaired"] and not failures(check)
     return row
+
+
+def _read_seeds(row: dict[str, Any], info: dict[str, Any]) -> None:
+    """The multi-seed fields; a record without them (schema 1) is one seed, its own spread."""
+    lists = {key: info.get(key) for key in (*_SEED_LISTS, "seed_status")}
+    count = _integer(info.get("seeds"))
+    if count < 1 or not all(isinstance(value, list) and len(value) == count for value in lists.values()):
+        row.update(seeds=1, seed_runs="one", pass_rate=float(row["status"] == "converged"))
+        for key in _SEED_LISTS:
+            row[key] = [row[key.removeprefix("seed_")]]
+        row["seed_status"] = [row["status"]]
+        for key in _QUANTILES:
+            metric = key.rsplit("_q", 1)[0]
+            row[key] = _error(row, metric)
+        for key in _BANDS:
+            row[key] = list(row["epoch_mse"])
+        return
+    row.update(seeds=count, seed_runs=str(info.get("seed_runs", "")))
+    row["pass_rate"] = _number(info.get("pass_rate"))
+    for key in _SEED_LISTS:
+        row[key] = _curve(lists[key])
+    row["seed_status"] = [str(value) for value in lists["seed_status"]]
+    for key in _QUANTILES:
+        row[key] = _number(info.get(key))
+    for key in _BANDS:
+        row[key] = _curve(info.get(key))
+
+
+def _error(row: dict[str, Any], metric: str) -> float:
+    if metric == "excess_mse":
+        return row["excess_mse"]
+    part = metric.removesuffix("_error")
+    return abs(row[part] - row[f"target_{part}"])
 
 
 def load(paths: Sequence[Path]) -> Loaded:
@@ -245,6 +296,7 @@ BASELINE_KIND = "optbench-baseline"
 _BASELINE_FIELDS = (
     "id", "optimizer", "batch_size", "device", "seed", "epochs", "steps", "status", "final_mse",
     "optimum_mse", "slope", "intercept", "target_slope", "target_intercept", "expected_failure",
+    "seeds", "seed_runs", "pass_rate", *_QUANTILES, *_SEED_LISTS, "seed_status",
 )  # fmt: skip
 
 
@@ -261,6 +313,8 @@ def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict
         for key, value in entry.items():
             if isinstance(value, float) and not math.isfinite(value):
                 entry[key] = None
+            elif key in _SEED_LISTS:
+                entry[key] = [finite_or_none(item) for item in value]
         entry["epoch_mse"] = [row["epoch_mse"][0]] if row["epoch_mse"] else []
         scenarios.append(entry)
     return {

@@ -9,8 +9,8 @@ import pandas as pd
 from optbench.checks import DEFAULT_TOLERANCES, Tolerances, regressions
 
 SUMMARY_COLUMNS = (
-    "id", "optimizer", "batch_size", "device", "run", "median_s", "us_per_step", "final_mse",
-    "excess_mse", "slope", "intercept", "status", "passed",
+    "id", "optimizer", "batch_size", "device", "run", "median_s", "us_per_step", "seeds", "pass_rate",
+    "excess_mse_q50", "excess_mse_q95", "final_mse", "excess_mse", "slope", "intercept", "status", "passed",
 )  # fmt: skip
 
 REPORT_TOLERANCES = replace(DEFAULT_TOLERANCES, time_ratio=1.25)
@@ -23,6 +23,10 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per scenario (and run): median time, time per step, fit, status, and the threshold check.
 
     ``run`` is the save number of an autosaved run, else the file's name.
+    ``pass_rate`` is the share of seeds that converged, ``excess_mse_q50`` and
+    ``_q95`` quantiles over seeds; ``final_mse`` to ``intercept`` are the first
+    seed's; ``status`` and ``passed`` judge all seeds. ``us_per_step`` divides
+    the median by one seed's steps, so it is the cost of a step of all seeds.
     """
     table = frame.assign(
         run=frame["save"].where(frame["save"] != "", frame["run"]),
@@ -43,6 +47,7 @@ def compare(
     """
     keys = ["id", "optimizer", "batch_size", "device"]
     values = ["median", "excess_mse", "final_mse", "optimum_mse", "slope", "intercept", "status", "passed"]
+    values += ["seeds", "pass_rate"]
     values += ["target_slope", "target_intercept"]
     merged = baseline[keys + values].merge(
         candidate[keys + values], on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True

@@ -97,8 +97,12 @@ def test_plot_data(saved_run):
     curves = plotdata.loss_curves(matrix)
     assert len(curves) == sum(len(curve) for curve in matrix.epoch_mse)
     sgd = curves[curves.id == "sgd-bs10-cpu"]
-    expected = matrix.set_index("id").loc["sgd-bs10-cpu", "epoch_mse"]
-    assert sgd.epoch.tolist() == list(range(21)) and sgd.mse.tolist() == expected
+    expected = matrix.set_index("id").loc["sgd-bs10-cpu"]
+    assert expected.seeds == 32 and sgd.seeds.unique().tolist() == [32]
+    assert sgd.epoch.tolist() == list(range(21)) and sgd.mse.tolist() == expected.epoch_mse_q50
+    assert sgd.low.tolist() == expected.epoch_mse_q10 and sgd.high.tolist() == expected.epoch_mse_q90
+    assert (sgd.low <= sgd.mse).all() and (sgd.mse <= sgd.high).all()
+    assert sgd.mse.tolist() != expected.epoch_mse  # the median, not the first seed
     assert plotdata.panels(matrix) == [(10, "cpu"), (100, "cpu")]
     floors = plotdata.floors(matrix).set_index("batch_size").mse
     assert floors[10] == matrix[matrix.batch_size == 10].optimum_mse.min()
@@ -115,7 +119,8 @@ def test_a_diverged_run_keeps_its_curve_up_to_the_divergence():
             "device": ["cpu"],
             "optimizer": ["x"],
             "id": ["x-bs1-cpu"],
-            "epoch_mse": [[9.0, 3.0, math.nan]],
+            "seeds": [1],
+            **{f"epoch_mse_q{q}": [[9.0, 3.0, math.nan]] for q in (10, 50, 90)},
         }
     )
     assert plotdata.loss_curves(frame).mse.tolist() == [9.0, 3.0]
@@ -188,9 +193,11 @@ def test_compare_marks_regressions(run_json, tmp_path, capsys):
     candidate = copy.deepcopy(run_json)
     saved = records(candidate)
     saved["sgd-bs10-cpu"]["stats"]["median"] *= 2
-    saved["adam-bs100-cpu"]["extra_info"].update(
-        status="diverged", final_mse=None, slope=None, intercept=None
-    )
+    info = saved["adam-bs100-cpu"]["extra_info"]
+    count = info["seeds"]
+    info.update(status="diverged", seed_status=["diverged"] * count)
+    for name in ("final_mse", "slope", "intercept"):
+        info.update({name: None, f"seed_{name}": [None] * count})
     write(machine / "0002_bbb_20260102_000000.json", candidate)
     out = tmp_path / "out"
     status, err = report(
@@ -247,3 +254,16 @@ def test_index_renders_headless_with_its_images(saved_run, tmp_path, capsys):
     assert 'data-images="true,true"' in done.stdout
     assert "sgd-bs10-cpu" in done.stdout
     assert "net::ERR" not in done.stderr
+
+
+def test_a_record_saved_before_seeds_reads_as_one_seed(run_json, tmp_path):
+    older = copy.deepcopy(run_json)
+    older["optbench_schema"] = 1
+    info = records(older)["sgd-bs10-cpu"]["extra_info"]
+    for key in [key for key in info if key.startswith(("seed_", "seeds", "pass_rate")) or "_q" in key]:
+        del info[key]
+    row = load([write(tmp_path / "old.json", older)]).frame.set_index("id").loc["sgd-bs10-cpu"]
+    assert (row.seeds, row.seed_runs, row.pass_rate) == (1, "one", 1.0)
+    assert row.epoch_mse_q50 == row.epoch_mse and row.seed_final_mse == [row.final_mse]
+    assert row.excess_mse_q95 == row.excess_mse and row.passed
+    assert row.slope_error_q50 == abs(row.slope - row.target_slope)

@@ -16,7 +16,6 @@ that is what makes 32 replicas cost little more than one model.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,6 @@ class Replicas:
         optimizer: built by the scenario's factory from ``params``.
         x: inputs, ``(K, n, ...)``; ``y`` likewise.
         seeds: each replica's seed, which also seeds its shuffle.
-        losses: ``(steps, K)``, filled by ``train`` without waiting for the device.
     """
 
     params: tuple[nn.Parameter, ...]
@@ -57,8 +55,6 @@ class Replicas:
     batch_size: int
     epochs: int
     shuffle: bool
-    losses: torch.Tensor
-    slots: tuple[torch.Tensor, ...]
     step_graphs: dict[int, Graph]
     """The traced step, by batch length (the last batch may be shorter)."""
     mse_graph: Graph
@@ -148,8 +144,6 @@ def prepare(
         with torch.no_grad():
             return vmap(one)(*inputs)
 
-    steps = epochs * math.ceil(size / batch_size)
-    losses = torch.full((steps, len(models)), math.nan, device=device)
     return Replicas(
         params=params,
         optimizer=optimizer(params),
@@ -159,8 +153,6 @@ def prepare(
         batch_size=batch_size,
         epochs=epochs,
         shuffle=shuffle,
-        losses=losses,
-        slots=losses.unbind(),
         step_graphs=step_graphs,
         mse_graph=mse_graph,
         line=line,
@@ -183,12 +175,12 @@ def train(replicas: Replicas) -> Trace:
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in r.seeds] if r.shuffle else None
     rows = torch.arange(count, device=device).unsqueeze(1)
     batches = _batches(x, y, r.batch_size)
-    graphs, slots = r.step_graphs, r.slots
+    graphs = r.step_graphs
+    losses: list[torch.Tensor] = []
 
     start = time.perf_counter()
     with torch.no_grad():
         epoch_mse[0] = r.mse_graph(*inputs, x, y)
-        step = 0
         epochs_done = 0
         for epoch in range(1, r.epochs + 1):
             if generators is not None:
@@ -199,14 +191,13 @@ def train(replicas: Replicas) -> Trace:
                 for param, grad in zip(params, grads, strict=True):
                     param.grad = grad
                 optimizer.step()
-                slots[step].copy_(loss)
-                step += 1
+                losses.append(loss)
             epoch_mse[epoch] = r.mse_graph(*inputs, x, y)
             epochs_done = epoch
             if not torch.isfinite(epoch_mse[epoch]).any():
                 break
         lines = r.line()
-    host_losses = r.losses[:step].cpu()
+    host_losses = torch.stack(losses).cpu() if losses else epoch_mse[:0].cpu()
     host_mse = epoch_mse[: epochs_done + 1].cpu()
     host_lines = lines.cpu()
     if device.type == "cuda":

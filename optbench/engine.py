@@ -164,6 +164,8 @@ def prepare(scenario: Scenario) -> Ready:
 def _downsample(losses: torch.Tensor, max_points: int) -> tuple[torch.Tensor, int]:
     """Means over consecutive windows along the first dimension, so at most ``max_points`` remain."""
     stride = max(1, math.ceil(losses.shape[0] / max_points))
+    if stride == 1:
+        return losses, stride
     tail = (-losses.shape[0]) % stride
     if tail:
         losses = torch.cat([losses, losses.new_full((tail, *losses.shape[1:]), math.nan)])
@@ -221,22 +223,36 @@ def _record(
     return record
 
 
-def _train_one(prepared: Prepared) -> dict[str, Any]:
+def _train_one(prepared: Prepared, reuse_step_loss: bool | None = None) -> dict[str, Any]:
+    """One seed's run, and its record.
+
+    ``reuse_step_loss`` (default: wherever it is exact) takes each epoch's
+    full-data MSE from the next step's loss instead of computing it again.
+    """
+    scenario = prepared.scenario
+    full_batch = scenario.batch_size >= prepared.x.shape[0]
+    if reuse_step_loss is None:
+        reuse_step_loss = full_batch and not scenario.shuffle and not scenario.needs_closure
+    if reuse_step_loss and not full_batch:
+        raise ValueError(f"{scenario.id}: only a full batch's step loss is the full-data MSE")
+    return _train_full_batch(prepared) if reuse_step_loss else _train_batches(prepared)
+
+
+def _train_batches(prepared: Prepared) -> dict[str, Any]:
     scenario, model, optimizer = prepared.scenario, prepared.model, prepared.optimizer
     x, y = prepared.x, prepared.y
     device = x.device
     size, batch_size = x.shape[0], min(scenario.batch_size, x.shape[0])
     needs_closure = scenario.needs_closure
     losses: list[torch.Tensor] = []
-    epoch_mse = torch.empty(scenario.epochs + 1, device=device)
+    epoch_mse: list[torch.Tensor] = []
     generator = torch.Generator(device=device).manual_seed(scenario.seed) if scenario.shuffle else None
     x_batches, y_batches = x.split(batch_size), y.split(batch_size)
 
     start = time.perf_counter()
     with torch.no_grad():
-        epoch_mse[0] = F.mse_loss(model(x), y)
-    epochs_done = 0
-    for epoch in range(1, scenario.epochs + 1):
+        epoch_mse.append(F.mse_loss(model(x), y))
+    for _ in range(scenario.epochs):
         if generator is not None:
             order = torch.randperm(size, device=device, generator=generator)
             x_batches, y_batches = x[order].split(batch_size), y[order].split(batch_size)
@@ -257,24 +273,59 @@ def _train_one(prepared: Prepared) -> dict[str, Any]:
                 optimizer.step()
             losses.append(loss.detach())
         with torch.no_grad():
-            epoch_mse[epoch] = F.mse_loss(model(x), y)
-        epochs_done = epoch
-        if not torch.isfinite(epoch_mse[epoch]):
+            mse = F.mse_loss(model(x), y)
+        epoch_mse.append(mse)
+        if not math.isfinite(mse.item()):  # the one wait per epoch; .item() is the cheapest on a CPU
             break
-    curve, stride = _downsample(torch.stack(losses) if losses else epoch_mse[:0], MAX_CURVE_POINTS)
-    epoch_values = epoch_mse[: epochs_done + 1].tolist()
+    return _finish(prepared, start, torch.stack(losses) if losses else None, torch.stack(epoch_mse))
+
+
+def _train_full_batch(prepared: Prepared) -> dict[str, Any]:
+    """A full batch in data order: one step per epoch, and its loss is the epoch's MSE.
+
+    Each step's loss is the full-data MSE after the epoch before, the very
+    computation ``_train_batches`` repeats, so it is not done twice: that halves
+    the work per epoch where an epoch is a single step.
+    """
+    model, optimizer, x, y = prepared.model, prepared.optimizer, prepared.x, prepared.y
+    losses: list[torch.Tensor] = []
+
+    start = time.perf_counter()
+    for _ in range(prepared.scenario.epochs):
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        losses.append(loss.detach())
+        if not math.isfinite(loss.item()):
+            break  # the epoch before ended non-finite: stop where the batched loop stops
+        loss.backward()
+        optimizer.step()
+    else:
+        with torch.no_grad():
+            losses.append(F.mse_loss(model(x), y))
+    epoch_mse = torch.stack(losses)
+    return _finish(prepared, start, epoch_mse[:-1], epoch_mse)
+
+
+def _finish(
+    prepared: Prepared, start: float, losses: torch.Tensor | None, epoch_mse: torch.Tensor
+) -> dict[str, Any]:
+    """Brings one seed's curves to the host, stops the clock and builds its record."""
+    device = epoch_mse.device
+    losses = epoch_mse[:0] if losses is None else losses
+    curve, stride = _downsample(losses, MAX_CURVE_POINTS)
+    epoch_values = epoch_mse.tolist()
     curve_values = curve.tolist()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     return _record(
-        scenario,
-        steps=len(losses),
+        prepared.scenario,
+        steps=losses.shape[0],
         seconds=seconds,
         epoch_values=epoch_values,
         curve_values=curve_values,
         stride=stride,
-        line=_line(model),
+        line=_line(prepared.model),
         optimum=prepared.optimum,
         targets=(prepared.target_slope, prepared.target_intercept),
     )

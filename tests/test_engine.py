@@ -17,7 +17,7 @@ from optbench import (
     run,
     train,
 )
-from optbench.engine import MAX_CURVE_POINTS, _downsample
+from optbench.engine import MAX_CURVE_POINTS, _downsample, _train_one
 from optbench.record import Record
 
 
@@ -243,3 +243,22 @@ def test_cuda_loop_does_not_synchronise_per_step():
     assert record["status"] == "converged"
     # One check per epoch and the final copies, never one per step.
     assert len(caught) <= record["epochs"] + 10 < record["steps"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adadelta", "muon"])
+def test_a_full_batch_takes_its_epoch_mse_from_the_step_loss_exactly(name):
+    scenario = OPTIMIZERS[name].scenario(100, epochs=30)
+    reused, computed = (_train_one(prepare(scenario), reuse_step_loss=flag) for flag in (True, False))
+    assert without_time(reused) == without_time(computed)
+
+
+def test_a_full_batch_that_diverges_stops_where_the_batched_loop_stops():
+    scenario = OPTIMIZERS["sgd"].scenario(100, epochs=200, optimizer=partial(torch.optim.SGD, lr=1.0))
+    reused, computed = (_train_one(prepare(scenario), reuse_step_loss=flag) for flag in (True, False))
+    assert reused["status"] == "diverged" and reused["steps"] < 200
+    assert without_time(reused) == without_time(computed)
+
+
+def test_only_a_full_batch_can_reuse_its_step_loss():
+    with pytest.raises(ValueError, match="only a full batch"):
+        _train_one(prepare(sgd(batch_size=10)), reuse_step_loss=True)

@@ -1,0 +1,242 @@
+"""optbench's own speed, measured side by side in one run, written to ``docs/performance.md``.
+
+Run: ``python benchmarks/performance.py [--repeats 11] [--suite] [--out docs/performance.md]``.
+
+Every comparison times its variants back to back, one repeat after another, so
+the machine's drift touches them alike; medians and their ratios are reported.
+
+- **seeds**: one seed against 32 and 64 seeds trained as replicas of one
+  vectorised run (SGD and Adam, batch size 1, the registry's settings).
+- **loops**: the engine against the tutorial's loop (a ``DataLoader`` and
+  ``loss.item()`` every step) and a minimal hand-written loop, on the seed profile
+  (SGD and Adam at lr 0.01) at batch sizes 1 and 100.
+- **harness**: pytest-benchmark's median for a scenario against the same
+  training timed by hand with ``time.perf_counter``.
+- **suite** (``--suite``, several minutes): the wall time of ``pytest benchmarks``
+  over the default matrix and smaller or larger ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from optbench import OPTIMIZERS, SEED_PROFILE, LineDataset, Scenario, linear, prepare, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def interleaved(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median seconds of each variant over ``repeats`` rounds, variants taking turns (after a warm-up)."""
+    for variant in variants.values():
+        variant()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, variant in variants.items():
+            times[name].append(variant())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def engine(scenario: Scenario) -> float:
+    """The timed part only, as the benchmark times it: ``train`` on a prepared scenario."""
+    ready = prepare(scenario)
+    start = time.perf_counter()
+    train(ready)
+    return time.perf_counter() - start
+
+
+def tutorial(scenario: Scenario) -> float:
+    """The tutorial's listing: a ``DataLoader`` over the data set and ``.item()`` every step."""
+    model = linear(1)
+    optimizer = scenario.optimizer(model.parameters())
+    criterion = torch.nn.MSELoss()
+    loader = DataLoader(dataset=LineDataset(seed=0), batch_size=scenario.batch_size)
+    losses = []
+    start = time.perf_counter()
+    for _ in range(scenario.epochs):
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            losses.append(loss.item())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+def minimal(scenario: Scenario) -> float:
+    """The same steps on tensor slices, recording nothing."""
+    data = LineDataset(seed=0)
+    model = linear(1)
+    optimizer = scenario.optimizer(model.parameters())
+    batches = list(zip(data.x.split(scenario.batch_size), data.y.split(scenario.batch_size), strict=True))
+    start = time.perf_counter()
+    for _ in range(scenario.epochs):
+        for x, y in batches:
+            optimizer.zero_grad()
+            F.mse_loss(model(x), y).backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+def seeds_section(repeats: int) -> list[str]:
+    lines = [
+        "| optimizer, batch size 1 | 1 seed | 32 seeds | 64 seeds | 32 / 1 | 64 / 1 | 32 one after another |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("sgd", "adam"):
+        info = OPTIMIZERS[name]
+        variants = {count: info.scenario(1, seeds=count) for count in (1, 32, 64)}
+        median = interleaved({str(count): lambda s=s: engine(s) for count, s in variants.items()}, repeats)
+        one, many, more = median["1"], median["32"], median["64"]
+        lines.append(
+            f"| {name} | {one * 1e3:.0f} ms | {many * 1e3:.0f} ms | {more * 1e3:.0f} ms | "
+            f"{many / one:.2f}x | {more / one:.2f}x | {32 * one:.1f} s (estimated: 32 x 1 seed) |"
+        )
+    prepare_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        prepare(OPTIMIZERS["adam"].scenario(1, seeds=32))
+        prepare_times.append(time.perf_counter() - start)
+    lines.append("")
+    lines.append(
+        f"Preparing 32 replicas (stacking the models, tracing the step; untimed set-up in the "
+        f"benchmark) takes {statistics.median(prepare_times) * 1e3:.0f} ms."
+    )
+    return lines
+
+
+def loops_section(repeats: int) -> list[str]:
+    lines = [
+        "| seed profile | steps | tutorial | engine | minimal | tutorial / engine | engine / minimal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for batch_size in (1, 100):
+        for name in SEED_PROFILE:
+            scenario = SEED_PROFILE[name].scenario(batch_size)
+            median = interleaved(
+                {
+                    "tutorial": lambda s=scenario: tutorial(s),
+                    "engine": lambda s=scenario: engine(s),
+                    "minimal": lambda s=scenario: minimal(s),
+                },
+                repeats,
+            )
+            steps = scenario.epochs * -(-100 // batch_size)
+            lines.append(
+                f"| {name}, batch size {batch_size} | {steps} | {median['tutorial'] * 1e3:.1f} ms | "
+                f"{median['engine'] * 1e3:.1f} ms | {median['minimal'] * 1e3:.1f} ms | "
+                f"{median['tutorial'] / median['engine']:.2f}x | "
+                f"{median['engine'] / median['minimal']:.3f}x |"
+            )
+    return lines
+
+
+def pytest_median(test: str, case: str, rounds: int, extra: Sequence[str] = ()) -> float:
+    """pytest-benchmark's median for one case, from the JSON it saves."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.json"
+        command = [
+            sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "-k", case,
+            f"--benchmark-min-rounds={rounds}", f"--benchmark-json={path}", "--optbench-devices=cpu", *extra,
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"pytest failed:\n{done.stdout}{done.stderr}")
+        (benchmark,) = json.loads(path.read_text())["benchmarks"]
+        return float(benchmark["stats"]["median"])
+
+
+def harness_section(repeats: int) -> list[str]:
+    lines = [
+        "| scenario | pytest-benchmark median | hand-timed median | ratio |",
+        "|---|---|---|---|",
+    ]
+    cases = [
+        ("adam-bs1-cpu (32 seeds)", "benchmarks/test_matrix.py", "adam-bs1-cpu",
+         OPTIMIZERS["adam"].scenario(1, seeds=32)),
+        ("seed.adam-bs1-cpu (1 seed)", "benchmarks/test_seed_profile.py", "test_seed_profile and seed.adam",
+         SEED_PROFILE["seed.adam"].scenario(1)),
+    ]  # fmt: skip
+    threads = ["--optbench-optimizers=adam", "--optbench-batch-sizes=1"]
+    for label, test, case, scenario in cases:
+        bench, hand = [], []
+        for _ in range(3):  # alternate the two, so drift touches both
+            bench.append(pytest_median(test, case, repeats, threads))
+            hand.append(statistics.median(engine(scenario) for _ in range(repeats)))
+        b, h = statistics.median(bench), statistics.median(hand)
+        lines.append(f"| {label} | {b * 1e3:.1f} ms | {h * 1e3:.1f} ms | {b / h:.3f} |")
+    return lines
+
+
+SUITES = (
+    ("default matrix: 14 optimizers x 4 batch sizes, seeds auto (32 for the 11 elementwise)", []),
+    ("default matrix, one seed each", ["--optbench-seeds=1"]),
+    ("14 optimizers x batch size 1, seeds auto", ["--optbench-batch-sizes=1"]),
+    ("14 optimizers x batch size 100, seeds auto", ["--optbench-batch-sizes=100"]),
+    ("adam,sgd x 4 batch sizes, 1 seed", ["--optbench-optimizers=adam,sgd", "--optbench-seeds=1"]),
+    ("adam,sgd x 4 batch sizes, 32 seeds", ["--optbench-optimizers=adam,sgd", "--optbench-seeds=32"]),
+    ("adam,sgd x 4 batch sizes, 128 seeds", ["--optbench-optimizers=adam,sgd", "--optbench-seeds=128"]),
+)
+
+
+def suite_section() -> list[str]:
+    lines = ["| `pytest benchmarks` with | tests | wall time |", "|---|---|---|"]
+    for label, options in SUITES:
+        command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider", *options]
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()
+        summary = summary.strip("= ").split(" in ")[0]
+        lines.append(f"| {label} (`{' '.join(options) or 'no options'}`) | {summary} | {seconds:.0f} s |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measures, prints Markdown, and writes it to ``--out`` when given."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=11, help="interleaved repeats per comparison (default 11)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
+    parser.add_argument("--suite", action="store_true", help="also time whole `pytest benchmarks` runs")
+    parser.add_argument("--out", type=Path, help="write the Markdown here as well")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    header = (
+        f"Measured with torch {torch.__version__} on {platform.machine()} "
+        f"({os.cpu_count()} cores), {args.threads} torch thread(s) in the timing process, "
+        f"{args.repeats} interleaved repeats, medians."
+    )
+    sections = [("Many seeds at the cost of one", seeds_section(args.repeats))]
+    sections.append(("The engine against the tutorial's loop", loops_section(args.repeats)))
+    sections.append(("Harness overhead", harness_section(args.repeats)))
+    if args.suite:
+        sections.append(("The suite's cost", suite_section()))
+    text = [header, ""]
+    for title, lines in sections:
+        text += [f"### {title}", "", *lines, ""]
+    output = "\n".join(text)
+    print(output)
+    if args.out is not None:
+        args.out.write_text(output, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -229,10 +229,11 @@ def test_bad_scenarios_fail_on_construction(fields, message):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-def test_cuda_loop_does_not_synchronise_per_step():
+@pytest.mark.parametrize("seeds", [1, 32])
+def test_cuda_loop_does_not_synchronise_per_step(seeds):
     import warnings
 
-    prepared = prepare(sgd(batch_size=1, device="cuda"))
+    prepared = prepare(sgd(batch_size=1, device="cuda", seeds=seeds))
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:

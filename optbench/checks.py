@@ -190,7 +190,9 @@ def regressions(
 ) -> list[str]:
     """Every way ``after`` is worse than ``before`` (two records of one scenario), as phrases.
 
-    Missing numbers (a diverged run) count as infinitely far off.
+    Missing numbers (a diverged run) count as infinitely far off. The first seed's
+    fit is compared, and, when both ran the same number of seeds (more than one),
+    the 0.95 quantile of the excess MSE over seeds.
     """
     found = []
     if _STATUS_RANK.get(after["status"], 2) > _STATUS_RANK.get(before["status"], 2):
@@ -200,6 +202,14 @@ def regressions(
     growth = _difference(after, before, "excess_mse")
     if not growth <= tolerances.excess_mse:
         found.append(f"excess MSE grew by {growth:.4g} (tolerance {tolerances.excess_mse:g})")
+    seeds = _value(before, "seeds")
+    if seeds > 1 and not math.isinf(seeds) and seeds == _value(after, "seeds"):
+        growth = _difference(after, before, "excess_mse_q95")
+        if not growth <= tolerances.excess_mse:
+            found.append(
+                f"0.95 quantile of the excess MSE over {seeds:g} seeds grew by {growth:.4g} "
+                f"(tolerance {tolerances.excess_mse:g})"
+            )
     for name, tolerance in (("slope", tolerances.slope), ("intercept", tolerances.intercept)):
         if math.isinf(_value(before, name)):
             continue  # the baseline had no fit to drift from

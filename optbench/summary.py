@@ -16,7 +16,10 @@ SUMMARY_COLUMNS = (
 REPORT_TOLERANCES = replace(DEFAULT_TOLERANCES, time_ratio=1.25)
 """What the report marks as a regression: the gate's defaults, and 1.25x the median time."""
 
-_RECORD = ("status", "excess_mse", "slope", "intercept", "median", "target_slope", "target_intercept")
+_RECORD = (
+    "status", "excess_mse", "slope", "intercept", "median", "target_slope", "target_intercept", "seeds",
+    "excess_mse_q95",
+)  # fmt: skip
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +50,7 @@ def compare(
     """
     keys = ["id", "optimizer", "batch_size", "device"]
     values = ["median", "excess_mse", "final_mse", "optimum_mse", "slope", "intercept", "status", "passed"]
-    values += ["seeds", "pass_rate"]
+    values += ["seeds", "pass_rate", "excess_mse_q95"]
     values += ["target_slope", "target_intercept"]
     merged = baseline[keys + values].merge(
         candidate[keys + values], on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True

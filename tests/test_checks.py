@@ -211,3 +211,15 @@ def test_too_many_diverged_seeds_make_the_record_diverged():
 def test_a_quantile_outside_0_to_1_is_refused():
     with pytest.raises(ValueError, match="quantile must be in"):
         Thresholds(excess_mse=0.5, slope=0.1, intercept=0.2, quantile=0.0)
+
+
+def test_a_many_seed_record_regresses_when_its_quantile_grows():
+    def make(count, q95):
+        return seeds_record([0.1] * count, excess_mse_q95=q95, status="converged")
+
+    assert regressions(make(32, 0.1), make(32, 0.2)) == [
+        "0.95 quantile of the excess MSE over 32 seeds grew by 0.1 (tolerance 0.05)"
+    ]
+    assert regressions(make(32, 0.1), make(32, 0.12)) == []
+    # A different number of seeds is a different population: only the first seed compares.
+    assert regressions(make(32, 0.1), make(16, 0.2)) == []

@@ -3,6 +3,7 @@
 from optbench.checks import (
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
+    DTYPE_THRESHOLDS,
     ConvergenceError,
     Thresholds,
     Tolerances,
@@ -12,6 +13,7 @@ from optbench.checks import (
     epochs_to_converge,
     failures,
     regressions,
+    thresholds_for,
 )
 from optbench.dataset import LeastSquares, LineDataset, least_squares
 from optbench.engine import Prepared, StaleOptimizerError, prepare, run, train
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "DEFAULT_TOLERANCES",
+    "DTYPE_THRESHOLDS",
     "OPTIMIZERS",
     "SEED_PROFILE",
     "UNSUPPORTED",
@@ -59,5 +62,6 @@ __all__ = [
     "prepare",
     "regressions",
     "run",
+    "thresholds_for",
     "train",
 ]

@@ -74,12 +74,22 @@ def _targets(dataset: Dataset, optimum: LeastSquares) -> tuple[float, float]:
     return float(slope), float(getattr(dataset, "intercept", optimum.intercept))
 
 
+def _data(scenario: Scenario, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data in the scenario's dtype: the points the model sees, and the optimum is fitted to."""
+    x, y = as_tensors(dataset)
+    return x.to(scenario.torch_dtype), y.to(scenario.torch_dtype)
+
+
+def _model(scenario: Scenario, seed: int, device: torch.device) -> nn.Module:
+    return scenario.model(2 * seed + 1).to(device=device, dtype=scenario.torch_dtype)
+
+
 def _prepare_one(scenario: Scenario) -> Prepared:
     dataset = _dataset(scenario)
-    x, y = as_tensors(dataset)
+    x, y = _data(scenario, dataset)
     optimum = least_squares(x, y)
     device = torch.device(scenario.device)
-    model = scenario.model(2 * scenario.seed + 1).to(device)
+    model = _model(scenario, scenario.seed, device)
     optimizer = scenario.optimizer(model.parameters())
     check_bound(optimizer, list(model.parameters()), scenario.id)
     target_slope, target_intercept = _targets(dataset, optimum)
@@ -140,18 +150,19 @@ def prepare(scenario: Scenario) -> Ready:
     singles = seed_scenarios(scenario)
     if scenario.elementwise and not scenario.needs_closure:
         datasets = [_dataset(single) for single in singles]
-        data = [as_tensors(dataset) for dataset in datasets]
+        data = [_data(scenario, dataset) for dataset in datasets]
         optima = tuple(least_squares(x, y) for x, y in data)
+        device = torch.device(scenario.device)
         try:
             stacked = replicas.prepare(
-                [scenario.model(2 * single.seed + 1) for single in singles],
+                [_model(scenario, single.seed, device) for single in singles],
                 data,
                 scenario.optimizer,
                 seeds=[single.seed for single in singles],
                 batch_size=scenario.batch_size,
                 epochs=scenario.epochs,
                 shuffle=scenario.shuffle,
-                device=torch.device(scenario.device),
+                device=device,
             )
         except replicas.NotVectorisableError:
             pass  # the same results, one seed after another
@@ -202,6 +213,7 @@ def _record(
         "device": scenario.device,
         "epochs": scenario.epochs,
         "seed": scenario.seed,
+        "dtype": scenario.dtype,
         "shuffle": scenario.shuffle,
         "hyperparams": scenario.hyperparams_json,
         "steps": steps,

@@ -10,8 +10,8 @@ Status = Literal["converged", "not_converged", "diverged"]
 SCHEMA_VERSION = 2
 """Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file.
 
-Version 2 added the multi-seed fields (``seeds`` to ``epoch_mse_q90``); a version 1
-record reads as one seed."""
+Version 2 added the multi-seed fields (``seeds`` to ``epoch_mse_q90``) and ``dtype``;
+a version 1 record reads as one float32 seed."""
 
 SeedRuns = Literal["one", "vectorised", "sequential"]
 
@@ -36,6 +36,7 @@ class Record(TypedDict):
     device: str
     epochs: int
     seed: int
+    dtype: str
     shuffle: bool
     hyperparams: str
     steps: int

@@ -34,7 +34,7 @@ _BANDS = tuple(spread.name("epoch_mse", q) for q in spread.BAND)
 
 COLUMNS = (
     "run", "save", "machine", "commit", "date", "torch", "test", "id", "optimizer", "batch_size",
-    "device", "seed", "epochs", "steps", "min", "median", "mean", "stddev", "rounds", "final_mse",
+    "device", "dtype", "seed", "epochs", "steps", "min", "median", "mean", "stddev", "rounds", "final_mse",
     "optimum_mse", "excess_mse", "slope", "intercept", "target_slope", "target_intercept", "status",
     "passed", "expected_failure", "epoch_mse", "step_loss", "step_loss_stride", "schema", "seeds",
     "seed_runs", "pass_rate", *_QUANTILES, *_BANDS, *_SEED_LISTS, "seed_status",
@@ -203,6 +203,7 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
     row = {**run, "test": bench.get("fullname", bench.get("name", ""))}
     for key in ("id", "optimizer", "device", "status"):
         row[key] = str(info[key])
+    row["dtype"] = str(info.get("dtype", "float32"))
     row["expected_failure"] = str(info.get("expected_failure", ""))
     for key in ("batch_size", "seed", "epochs", "steps", "step_loss_stride"):
         row[key] = _integer(info.get(key))
@@ -229,6 +230,7 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
         id=row["id"],
         steps=row["steps"],
         seed=row["seed"],
+        dtype=row["dtype"],
         seeds=row["seeds"],
         seed_status=row["seed_status"],
         epoch_mse=[finite_or_none(v) for v in row["epoch_mse"]],
@@ -294,7 +296,7 @@ BASELINE_KIND = "optbench-baseline"
 """The ``kind`` of a metrics-only baseline file (no timings, no curves)."""
 
 _BASELINE_FIELDS = (
-    "id", "optimizer", "batch_size", "device", "seed", "epochs", "steps", "status", "final_mse",
+    "id", "optimizer", "batch_size", "device", "dtype", "seed", "epochs", "steps", "status", "final_mse",
     "optimum_mse", "slope", "intercept", "target_slope", "target_intercept", "expected_failure",
     "seeds", "seed_runs", "pass_rate", *_QUANTILES, *_SEED_LISTS, "seed_status",
 )  # fmt: skip

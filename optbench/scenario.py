@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import torch
@@ -33,6 +34,9 @@ DatasetFactory = Callable[[int], Dataset]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 
+DTYPES = MappingProxyType({"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16})
+"""The floating-point types a scenario can train in; float32 is the default."""
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -50,6 +54,8 @@ class Scenario:
             its own data noise, initialisation and shuffle order.
         shuffle: reshuffle the data every epoch (the tutorial does not).
         needs_closure: the optimizer's ``step`` takes a closure (LBFGS).
+        dtype: ``float32`` (default), ``float64`` or ``bfloat16``: the model's and
+            the data's type; the ids of the others end in ``-float64``/``-bfloat16``.
         elementwise: the optimizer's update is elementwise, so several seeds may
             train as replicas of one vectorised run (``optbench.replicas``);
             otherwise they train one after another. Either way each seed's
@@ -70,6 +76,7 @@ class Scenario:
     shuffle: bool = False
     needs_closure: bool = False
     elementwise: bool = False
+    dtype: str = "float32"
     dataset: DatasetFactory | Dataset = LineDataset
     model: ModelFactory = linear
     hyperparams: tuple[tuple[str, Any], ...] = field(default=())
@@ -82,11 +89,22 @@ class Scenario:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"scenario {attribute} must be a positive integer, got {value!r}")
         parse_device(self.device)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"scenario dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
     @property
     def id(self) -> str:
-        """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key."""
-        return f"{self.name}-bs{self.batch_size}-{self.device.replace(':', '')}"
+        """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key.
+
+        A dtype other than float32 ends it (``adam-bs10-cpu-float64``).
+        """
+        suffix = "" if self.dtype == "float32" else f"-{self.dtype}"
+        return f"{self.name}-bs{self.batch_size}-{self.device.replace(':', '')}{suffix}"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``dtype`` as a ``torch.dtype``."""
+        return DTYPES[self.dtype]
 
     @property
     def hyperparams_json(self) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 
 from optbench.devices import parse_device
+from optbench.registry import IMPLS
+from optbench.scenario import DTYPES
 
 
 def _items(value: str) -> list[str]:
@@ -70,3 +72,34 @@ def parse_seeds(value: str) -> int | None:
     if seeds < 1:
         raise argparse.ArgumentTypeError(f"seeds must be 'auto' or a positive integer, got {value!r}")
     return seeds
+
+
+def parse_impls(value: str) -> tuple[str, ...]:
+    """``"forloop,foreach"`` -> ``("forloop", "foreach")``: names from ``IMPLS``."""
+    impls = tuple(item.lower() for item in _items(value))
+    for impl in impls:
+        if impl not in IMPLS:
+            choices = ", ".join(IMPLS)
+            raise argparse.ArgumentTypeError(f"unknown implementation {impl!r}; choose from {choices}")
+    return impls
+
+
+def parse_dtypes(value: str) -> tuple[str, ...]:
+    """``"float32,bfloat16"`` -> ``("float32", "bfloat16")``: names from ``DTYPES``."""
+    dtypes = tuple(item.lower() for item in _items(value))
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise argparse.ArgumentTypeError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    return dtypes
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"2/4"`` -> ``(2, 4)``: shard I of N, counting from 1."""
+    index, slash, count = value.partition("/")
+    try:
+        shard = (int(index), int(count)) if slash else (0, 0)
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, such as 1/4, got {value!r}")
+    return shard

@@ -16,12 +16,21 @@ from typing import Any
 import pytest
 import torch
 
-from optbench import __version__, hookspecs
+from optbench import __version__, hookspecs, specs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import prepare, train
-from optbench.options import parse_batch_sizes, parse_devices, parse_names, parse_seed, parse_seeds
+from optbench.options import (
+    parse_batch_sizes,
+    parse_devices,
+    parse_dtypes,
+    parse_impls,
+    parse_names,
+    parse_seed,
+    parse_seeds,
+    parse_shard,
+)
 from optbench.record import SCHEMA_VERSION, Record
-from optbench.registry import AUTO_SEEDS, BATCH_SIZES, OPTIMIZERS, Registry
+from optbench.registry import AUTO_SEEDS, BATCH_SIZES, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import Scenario
 
@@ -45,6 +54,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated registry names to run (default: every registered optimizer)",
     )
     group.addoption(
+        "--optbench-optimizer",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add an optimizer to the matrix: NAME=module:Class, optionally followed by JSON keyword "
+        """arguments, e.g. 'lion=lion_pytorch:Lion{"lr": 3e-4}' (repeatable)""",
+    )
+    group.addoption(
         "--optbench-batch-sizes",
         type=parse_batch_sizes,
         default=BATCH_SIZES,
@@ -57,6 +74,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEVICES,
         metavar="DEVICES",
         help=f"comma-separated devices; unavailable ones are skipped (default: {','.join(DEVICES)})",
+    )
+    group.addoption(
+        "--optbench-impl",
+        type=parse_impls,
+        default=None,
+        metavar="IMPLS",
+        help="implementations as separate scenarios (<name>.<impl>), from forloop,foreach,fused, each "
+        "where the optimizer has it on the device (default: torch's own choice, one scenario)",
+    )
+    group.addoption(
+        "--optbench-dtypes",
+        type=parse_dtypes,
+        default=None,
+        metavar="DTYPES",
+        help="comma-separated dtypes from float32,float64,bfloat16; ids of the others end in "
+        "-float64/-bfloat16 (default: float32)",
+    )
+    group.addoption(
+        "--optbench-shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="run only shard I of N: every N-th collected test from the I-th, the same split on "
+        "every machine given the same options",
     )
     group.addoption(
         "--optbench-baseline",
@@ -82,13 +123,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def added_optimizers(config: pytest.Config) -> list[OptimizerInfo]:
+    """Optimizers from outside optbench, each checked before any test runs.
+
+    In order: installed packages' entry points, the project's
+    ``[tool.optbench.optimizers]``, ``pytest_optbench_optimizers`` hooks, and
+    ``--optbench-optimizer`` specs.
+
+    Raises:
+        pytest.UsageError: a bad spec, with one line naming it.
+    """
+    try:
+        found = specs.from_entry_points()
+        found += specs.from_pyproject(config.rootpath / "pyproject.toml")
+        found += itertools.chain.from_iterable(config.hook.pytest_optbench_optimizers())
+        found += [specs.parse_option(spec) for spec in config.getoption("optbench_optimizer")]
+    except specs.SpecError as error:
+        raise pytest.UsageError(str(error)) from None
+    return found
+
+
+_SAVE_OPTIONS = {
+    "benchmark_autosave": "--benchmark-autosave",
+    "benchmark_save": "--benchmark-save",
+    "benchmark_json": "--benchmark-json",
+}
+
+
+def _refuse_saving_under_xdist(config: pytest.Config) -> None:
+    """pytest-benchmark turns itself off under xdist, so a run asked to save would save nothing."""
+    if config.getoption("dist", "no") == "no":
+        return
+    asked = [flag for dest, flag in _SAVE_OPTIONS.items() if config.getoption(dest, None)]
+    if asked:
+        raise pytest.UsageError(
+            f"{asked[0]} with pytest-xdist (-n): pytest-benchmark times nothing under xdist, so nothing "
+            "would be saved; run the timed benchmarks without -n (convergence checks alone may use -n)"
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Builds this run's registry and checks ``--optbench-optimizers`` against it."""
-    extra = itertools.chain.from_iterable(config.hook.pytest_optbench_optimizers())
+    _refuse_saving_under_xdist(config)
     try:
-        registry = OPTIMIZERS.with_entries(extra, replace=True)
+        registry = OPTIMIZERS.with_entries(added_optimizers(config), replace=True)
     except ValueError as error:
-        raise pytest.UsageError(f"pytest_optbench_optimizers: {error}") from None
+        raise pytest.UsageError(f"added optimizers: {error}; give each a name of its own") from None
     for name in config.getoption("optbench_optimizers") or ():
         if name not in registry:
             raise pytest.UsageError(
@@ -103,27 +183,56 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrises tests that use the ``scenario`` fixture over the selected matrix."""
+    """Parametrises tests that use the ``scenario`` fixture over the selected matrix.
+
+    ``impl`` and ``dtype`` become parameters only when ``--optbench-impl`` and
+    ``--optbench-dtypes`` are given, so the default matrix keeps its ids.
+    """
     if "scenario" not in metafunc.fixturenames:
         return
     config = metafunc.config
     registry = config.stash[REGISTRY_KEY]
     names = config.getoption("optbench_optimizers") or tuple(registry)
+    impls = config.getoption("optbench_impl")
+    dtypes = config.getoption("optbench_dtypes")
     cases = []
-    for name, batch_size, device in itertools.product(
-        names, config.getoption("optbench_batch_sizes"), config.getoption("optbench_devices")
+    for name, batch_size, device, impl, dtype in itertools.product(
+        names,
+        config.getoption("optbench_batch_sizes"),
+        config.getoption("optbench_devices"),
+        impls or ("",),
+        dtypes or ("float32",),
     ):
         info = registry[name]
         marks = []
         reason = unavailable_reason(device)
         if reason is not None:
             marks.append(pytest.mark.skip(reason=reason))
-        expected = info.expected_failure(batch_size)
+        if impl and impl not in info.impls(device):
+            marks.append(pytest.mark.skip(reason=f"{name} has no {impl} implementation on {device}"))
+        expected = info.expected_failure(batch_size, dtype)
         if expected is not None:
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
-        case_id = info.scenario(batch_size, device=device).id
-        cases.append(pytest.param(name, batch_size, device, id=case_id, marks=marks))
-    metafunc.parametrize(("optimizer", "batch_size", "device"), cases)
+        case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype).id
+        values = [name, batch_size, device] + ([impl] if impls else []) + ([dtype] if dtypes else [])
+        cases.append(pytest.param(*values, id=case_id, marks=marks))
+    arguments = (
+        ["optimizer", "batch_size", "device"] + (["impl"] if impls else []) + (["dtype"] if dtypes else [])
+    )
+    metafunc.parametrize(arguments, cases)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--optbench-shard I/N``, keeps every N-th test from the I-th and deselects the rest."""
+    shard = config.getoption("optbench_shard")
+    if shard is None:
+        return
+    index, count = shard
+    kept = [item for position, item in enumerate(items) if position % count == index - 1]
+    dropped = [item for position, item in enumerate(items) if position % count != index - 1]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 def provenance(devices: Sequence[str]) -> dict[str, object]:
@@ -177,18 +286,32 @@ def optbench_seeds(request: pytest.FixtureRequest) -> int | None:
 
 
 @pytest.fixture
+def impl() -> str:
+    """The implementation of this case; ``""`` (torch's default) unless ``--optbench-impl`` is given."""
+    return ""
+
+
+@pytest.fixture
+def dtype() -> str:
+    """The dtype of this case; ``float32`` unless ``--optbench-dtypes`` is given."""
+    return "float32"
+
+
+@pytest.fixture
 def scenario(
     optimizer: str,
     batch_size: int,
     device: str,
+    impl: str,
+    dtype: str,
     optbench_registry: Registry,
     optbench_seed: int,
     optbench_seeds: int | None,
 ) -> Scenario:
-    """The registry's scenario for this test's ``optimizer``, ``batch_size`` and ``device``."""
+    """The registry's scenario for this test's optimizer, batch size, device, implementation and dtype."""
     info = optbench_registry[optimizer]
     seeds = info.auto_seeds() if optbench_seeds is None else optbench_seeds
-    return info.scenario(batch_size, device=device, seed=optbench_seed, seeds=seeds)
+    return info.scenario(batch_size, device=device, seed=optbench_seed, seeds=seeds, impl=impl, dtype=dtype)
 
 
 @pytest.fixture

@@ -146,3 +146,19 @@ def test_a_record_of_many_seeds():
             record["epoch_mse_q10"], record["epoch_mse_q50"], record["epoch_mse_q90"], strict=True
         )
     )
+
+
+def test_the_templates_optimizer_is_elementwise_as_it_claims():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "templates" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("template_conftest", path)
+    template = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(template)
+    (info,) = template.pytest_optbench_optimizers()
+    assert info.elementwise
+    scenario = info.scenario(10, seeds=4, epochs=3, shuffle=True)
+    _, replicas = trained_as_replicas(scenario)
+    for mine, theirs in zip(replicas, trained_alone(scenario), strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))

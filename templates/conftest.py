@@ -1,0 +1,45 @@
+"""Template: your own optimizer in optbench's matrix, with no edit to optbench.
+
+Copy this file as conftest.py into the folder that holds optbench's benchmark modules (a copy of its
+benchmarks/ folder in your project), then run, for example:
+    pytest benchmarks --optbench-optimizers=signsgd,sgd --benchmark-autosave && python -m optbench.report
+"""
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from optbench import OptimizerInfo
+
+pytest_plugins = ("optbench.plugin",)  # the --optbench-* options and the matrix
+
+
+class SignSGD(torch.optim.Optimizer):
+    """Your optimizer: any torch.optim.Optimizer subclass works. This one steps by -lr * sign(grad)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 0.01) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = closure() if closure is not None else None  # only needed if you set needs_closure
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+        return loss
+
+
+def pytest_optbench_optimizers() -> list[OptimizerInfo]:
+    """optbench's hook: return registry entries to add (or, under an existing name, to replace)."""
+    return [
+        OptimizerInfo(
+            "signsgd",  # the registry name and the first part of scenario ids (signsgd-bs10-cpu)
+            None,  # the torch.optim class name it mirrors, if any
+            SignSGD,  # called as SignSGD(model.parameters(), **hyper-parameters)
+            defaults={"lr": 0.05},  # for every batch size...
+            per_batch_size={1: {"lr": 0.005}, 100: {"lr": 0.1}},  # ...but where one lr does not fit all
+            elementwise=True,  # per-element update: 32 seeds run as one (prove it as tests/test_replicas.py)
+            note="sign of the gradient, a fixed step",
+        )
+    ]

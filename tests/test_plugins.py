@@ -5,8 +5,9 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+import torch
 
-from optbench import specs
+from optbench import OPTIMIZERS, prepare, specs, train
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -175,3 +176,103 @@ def test_invalid_toml_is_one_line(tmp_path):
     with pytest.raises(specs.SpecError, match=r"pyproject.toml: not valid TOML"):
         specs.from_pyproject(path)
     assert specs.from_pyproject(tmp_path / "missing.toml") == []
+
+
+def ids(result: pytest.RunResult) -> list[str]:
+    return sorted(
+        line.split("[", 1)[1].split("]", 1)[0] for line in result.stdout.lines if "::test_converges[" in line
+    )
+
+
+def test_implementations_are_separate_scenarios(matrix):
+    result = matrix.runpytest(
+        "--optbench-impl=forloop,foreach,fused",
+        "--optbench-optimizers=adam,lbfgs",
+        "--optbench-batch-sizes=100",
+        "--benchmark-disable",
+        "-v",
+        "-rs",
+        *CPU,
+    )
+    assert ids(result) == [
+        "adam.foreach-bs100-cpu", "adam.forloop-bs100-cpu", "adam.fused-bs100-cpu",
+        "lbfgs.foreach-bs100-cpu", "lbfgs.forloop-bs100-cpu", "lbfgs.fused-bs100-cpu",
+    ]  # fmt: skip
+    result.assert_outcomes(passed=4, skipped=2)
+    result.stdout.fnmatch_lines(["*lbfgs has no foreach implementation on cpu*"])
+
+
+@pytest.mark.parametrize("name", [name for name, info in OPTIMIZERS.items() if len(info.impls("cpu")) > 1])
+def test_implementations_reach_the_same_parameters_in_float64(name):
+    """As PyTorch's own optimizer tests compare foreach and fused against the for-loop: in
+    float64, within torch.testing's float64 tolerances (rtol and atol 1e-7). Measured after
+    500 steps: most agree bit for bit, fused Adam/AdamW to 1e-15, foreach ASGD to 3e-8."""
+    info = OPTIMIZERS[name]
+    finals = {}
+    for impl in info.impls("cpu"):
+        for batch_size in (1, 100):
+            ready = prepare(info.scenario(batch_size, impl=impl, dtype="float64", epochs=5))
+            train(ready)
+            finals[impl, batch_size] = [p.detach() for p in ready.model.parameters()]
+    for (impl, batch_size), params in finals.items():
+        for mine, reference in zip(params, finals["forloop", batch_size], strict=True):
+            torch.testing.assert_close(
+                mine, reference, rtol=1e-7, atol=1e-7, msg=f"{name} {impl} bs {batch_size}"
+            )
+
+
+def test_dtypes_are_separate_scenarios_with_their_own_expectations(matrix):
+    result = matrix.runpytest(
+        "--optbench-dtypes=float64,bfloat16",
+        "--optbench-optimizers=adam",
+        "--optbench-batch-sizes=1,100",
+        "--benchmark-json=out.json",
+        "--benchmark-min-rounds=1",
+        "-v",
+        *CPU,
+    )
+    assert ids(result) == [
+        "adam-bs1-cpu-bfloat16", "adam-bs1-cpu-float64", "adam-bs100-cpu-bfloat16", "adam-bs100-cpu-float64",
+    ]  # fmt: skip
+    result.assert_outcomes(passed=3, xfailed=1)
+    result.stdout.fnmatch_lines(["*adam-bs1-cpu-bfloat16* XFAIL*"])
+    saved = json.loads((matrix.path / "out.json").read_text())
+    dtypes = {b["extra_info"]["id"]: b["extra_info"]["dtype"] for b in saved["benchmarks"]}
+    assert dtypes["adam-bs100-cpu-float64"] == "float64" and dtypes["adam-bs1-cpu-bfloat16"] == "bfloat16"
+
+
+def test_shards_split_the_suite_without_overlap(matrix):
+    options = (
+        "--optbench-optimizers=sgd,adam,rmsprop",
+        "--optbench-batch-sizes=50,100",
+        "--benchmark-disable",
+        "-v",
+    )
+    whole = ids(matrix.runpytest(*options, *CPU))
+    shards = [ids(matrix.runpytest(*options, f"--optbench-shard={index}/3", *CPU)) for index in (1, 2, 3)]
+    assert sorted(id_ for shard in shards for id_ in shard) == whole and len(whole) == 6
+    assert all(len(shard) == 2 for shard in shards)
+    again = ids(matrix.runpytest(*options, "--optbench-shard=2/3", *CPU))
+    assert again == shards[1]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            "--optbench-impl=forloop,simd",
+            "*--optbench-impl: unknown implementation 'simd'; choose from forloop, foreach, fused",
+        ),
+        (
+            "--optbench-dtypes=float16",
+            "*--optbench-dtypes: unknown dtype 'float16'; choose from float32, float64, bfloat16",
+        ),
+        ("--optbench-shard=3/2", "*--optbench-shard: expected I/N with 1 <= I <= N, such as 1/4, got '3/2'"),
+        ("--optbench-shard=1", "*--optbench-shard: expected I/N*"),
+        ("--optbench-seeds=0", "*--optbench-seeds: seeds must be 'auto' or a positive integer, got '0'"),
+    ],
+)
+def test_bad_axis_options_are_one_line(matrix, option, message):
+    result = matrix.runpytest(option, *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])

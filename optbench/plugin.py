@@ -156,6 +156,12 @@ def _refuse_saving_under_xdist(config: pytest.Config) -> None:
         return
     asked = [flag for dest, flag in _SAVE_OPTIONS.items() if config.getoption(dest, None)]
     if asked:
+        handle = config.getoption("benchmark_json", None)
+        if handle is not None:  # opened (so created, empty) when the options were parsed
+            handle.close()
+            path = Path(handle.name)
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()
         raise pytest.UsageError(
             f"{asked[0]} with pytest-xdist (-n): pytest-benchmark times nothing under xdist, so nothing "
             "would be saved; run the timed benchmarks without -n (convergence checks alone may use -n)"

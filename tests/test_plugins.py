@@ -276,3 +276,30 @@ def test_bad_axis_options_are_one_line(matrix, option, message):
     result = matrix.runpytest(option, *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_convergence_checks_run_under_xdist_with_the_same_results(matrix):
+    options = (
+        "--optbench-optimizers=sgd,adam,stuck",
+        "--optbench-batch-sizes=10,100",
+        '--optbench-optimizer=stuck=torch.optim:SGD{"lr": 1e-9}',
+        "--benchmark-disable",
+        *CPU,
+    )
+    serial = matrix.runpytest_subprocess(*options)
+    parallel = matrix.runpytest_subprocess(*options, "-n", "2")
+    serial.assert_outcomes(passed=4, failed=2)
+    parallel.assert_outcomes(passed=4, failed=2)
+    parallel.stdout.fnmatch_lines(["*ConvergenceError: stuck-bs10-cpu did not converge*"])
+
+
+@pytest.mark.parametrize("save", ["--benchmark-autosave", "--benchmark-json=out.json", "--benchmark-save=x"])
+def test_saving_benchmarks_under_xdist_stops_with_a_clear_message(matrix, save):
+    result = matrix.runpytest_subprocess("-n", "2", save, "--optbench-optimizers=sgd", *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    flag = save.split("=")[0]
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {flag} with pytest-xdist (-n): pytest-benchmark times nothing under xdist, so nothing "
+         "would be saved; run the timed benchmarks without -n (convergence checks alone may use -n)"]
+    )  # fmt: skip
+    assert not (matrix.path / "out.json").exists() and not (matrix.path / ".benchmarks").exists()

@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,9 @@ def saved_run(tmp_path_factory) -> Path:
         "--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100", "--optbench-devices=cpu",
         "--benchmark-min-rounds=1", f"--benchmark-json={path}",
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # Not a worker's environment: pytest-benchmark times nothing where PYTEST_XDIST_WORKER is set.
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_XDIST_WORKER"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     return path
 

@@ -4,10 +4,12 @@ import json
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from optbench import OPTIMIZERS, prepare, specs, train
+from optbench.report import main as report
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -303,3 +305,23 @@ def test_saving_benchmarks_under_xdist_stops_with_a_clear_message(matrix, save):
          "would be saved; run the timed benchmarks without -n (convergence checks alone may use -n)"]
     )  # fmt: skip
     assert not (matrix.path / "out.json").exists() and not (matrix.path / ".benchmarks").exists()
+
+
+def test_the_report_merges_the_shards_runs(matrix, tmp_path):
+    options = (
+        "--optbench-optimizers=sgd,adam",
+        "--optbench-batch-sizes=10,100",
+        "--benchmark-min-rounds=1",
+        *CPU,
+    )
+    for index in (1, 2):
+        matrix.runpytest(
+            *options, f"--optbench-shard={index}/2", f"--benchmark-json=shard{index}.json"
+        ).assert_outcomes(passed=2)
+    out = tmp_path / "out"
+    assert (
+        report([str(matrix.path / "shard1.json"), str(matrix.path / "shard2.json"), "--out", str(out)]) == 0
+    )
+    table = pd.read_csv(out / "summary.csv")
+    assert sorted(table.id) == ["adam-bs10-cpu", "adam-bs100-cpu", "sgd-bs10-cpu", "sgd-bs100-cpu"]
+    assert set(table.run) == {"shard1", "shard2"}

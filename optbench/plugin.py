@@ -2,8 +2,11 @@
 
 Load it from a ``conftest.py`` with ``pytest_plugins = ("optbench.plugin",)``.
 A test that asks for the ``scenario`` fixture runs once per combination, with
-plain-string parameters ``optimizer``, ``batch_size`` and ``device``, and an id
-such as ``adam-bs10-cpu``.
+plain parameters ``optimizer``, ``batch_size`` and ``device`` (and ``impl`` and
+``dtype`` when ``--optbench-impl`` and ``--optbench-dtypes`` are given), and an id
+such as ``adam-bs10-cpu``. Optimizers from outside optbench join the registry
+before collection (``optbench.specs``); ``--optbench-shard`` deselects all but one
+shard of the collected tests.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ argparse both report the flag and the bad value on one line.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 from optbench.devices import parse_device
 from optbench.registry import IMPLS
@@ -74,23 +75,23 @@ def parse_seeds(value: str) -> int | None:
     return seeds
 
 
+def _choices(value: str, allowed: Iterable[str], what: str) -> tuple[str, ...]:
+    chosen = tuple(item.lower() for item in _items(value))
+    allowed = tuple(allowed)
+    for item in chosen:
+        if item not in allowed:
+            raise argparse.ArgumentTypeError(f"unknown {what} {item!r}; choose from {', '.join(allowed)}")
+    return chosen
+
+
 def parse_impls(value: str) -> tuple[str, ...]:
     """``"forloop,foreach"`` -> ``("forloop", "foreach")``: names from ``IMPLS``."""
-    impls = tuple(item.lower() for item in _items(value))
-    for impl in impls:
-        if impl not in IMPLS:
-            choices = ", ".join(IMPLS)
-            raise argparse.ArgumentTypeError(f"unknown implementation {impl!r}; choose from {choices}")
-    return impls
+    return _choices(value, IMPLS, "implementation")
 
 
 def parse_dtypes(value: str) -> tuple[str, ...]:
     """``"float32,bfloat16"`` -> ``("float32", "bfloat16")``: names from ``DTYPES``."""
-    dtypes = tuple(item.lower() for item in _items(value))
-    for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise argparse.ArgumentTypeError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    return dtypes
+    return _choices(value, DTYPES, "dtype")
 
 
 def parse_shard(value: str) -> tuple[int, int]:

@@ -59,6 +59,7 @@ def test_an_optimizer_from_pyproject(matrix):
 
 
 def test_an_optimizer_from_an_entry_point(matrix, monkeypatch):
+    """A package installed next to the run (a real .dist-info that importlib.metadata finds)."""
     matrix.makepyfile(
         plugged="""
         import torch
@@ -68,15 +69,16 @@ def test_an_optimizer_from_an_entry_point(matrix, monkeypatch):
             return [OptimizerInfo("plugged", None, torch.optim.SGD, defaults={"lr": 0.03})]
         """
     )
-    point = EntryPoint(name="plugged", value="plugged:entries", group=specs.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(
-        specs, "entry_points", lambda group: [point] if group == specs.ENTRY_POINT_GROUP else []
-    )
+    info = matrix.mkdir("plugged-0.1.dist-info")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{specs.ENTRY_POINT_GROUP}]\nplugged = plugged:entries\n")
     monkeypatch.syspath_prepend(matrix.path)
+    assert [entry.name for entry in specs.from_entry_points()] == ["plugged"]
     result = matrix.runpytest(
-        "--optbench-optimizers=plugged", "--optbench-batch-sizes=100", "--benchmark-disable", *CPU
+        "--optbench-optimizers=plugged", "--optbench-batch-sizes=100", "--benchmark-disable", "-v", *CPU
     )
     result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_converges?plugged-bs100-cpu? PASSED*"])
 
 
 BAD_SPECS = {

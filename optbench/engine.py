@@ -138,8 +138,9 @@ def prepare(scenario: Scenario) -> Ready:
     Each seed's model is seeded with ``2 * seed + 1`` and its data with ``seed``,
     so the initialisation and the noise are independent draws. Several seeds of
     an optimizer flagged ``elementwise`` (and needing no closure) are stacked as
-    replicas of one vectorised run; other optimizers, and models that cannot be
-    stacked, train their seeds one after another.
+    replicas of one vectorised run in float32 and float64, where that is proven
+    exact; other optimizers, bfloat16, and models that cannot be stacked train
+    their seeds one after another, with the same numbers.
 
     Raises:
         StaleOptimizerError: the factory returned an optimizer that does not hold
@@ -148,7 +149,7 @@ def prepare(scenario: Scenario) -> Ready:
     if scenario.seeds == 1:
         return _prepare_one(scenario)
     singles = seed_scenarios(scenario)
-    if scenario.elementwise and not scenario.needs_closure:
+    if scenario.elementwise and not scenario.needs_closure and scenario.dtype in replicas.EXACT_DTYPES:
         datasets = [_dataset(single) for single in singles]
         data = [_data(scenario, dataset) for dataset in datasets]
         optima = tuple(least_squares(x, y) for x, y in data)

@@ -121,8 +121,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=parse_seeds,
         default=None,
         metavar="K",
-        help=f"seeds per scenario, from --optbench-seed on; 'auto' (default) trains {AUTO_SEEDS} for "
-        "optimizers flagged elementwise, as one vectorised run, and 1 for the others",
+        help=f"seeds per scenario, from --optbench-seed on; 'auto' (default) trains {AUTO_SEEDS} where "
+        "they run as one vectorised run (optimizers flagged elementwise, in float32 and float64), else 1",
     )
 
 
@@ -319,7 +319,7 @@ def scenario(
 ) -> Scenario:
     """The registry's scenario for this test's optimizer, batch size, device, implementation and dtype."""
     info = optbench_registry[optimizer]
-    seeds = info.auto_seeds() if optbench_seeds is None else optbench_seeds
+    seeds = info.auto_seeds(dtype) if optbench_seeds is None else optbench_seeds
     return info.scenario(batch_size, device=device, seed=optbench_seed, seeds=seeds, impl=impl, dtype=dtype)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from optbench.dataset import TUTORIAL_SIZE
+from optbench.replicas import EXACT_DTYPES
 from optbench.scenario import OptimizerFactory, Scenario
 from optbench.split import MatrixSplit
 
@@ -147,9 +148,10 @@ class OptimizerInfo:
             return {"fused": True}
         return {"foreach": False} if self.foreach or self.fused else {}
 
-    def auto_seeds(self) -> int:
-        """Seeds where they are cheap: ``AUTO_SEEDS`` for an elementwise optimizer, else 1."""
-        return AUTO_SEEDS if self.elementwise and not self.needs_closure else 1
+    def auto_seeds(self, dtype: str = "float32") -> int:
+        """Seeds where they are cheap: ``AUTO_SEEDS`` where they run as replicas, else 1."""
+        vectorised = self.elementwise and not self.needs_closure and dtype in EXACT_DTYPES
+        return AUTO_SEEDS if vectorised else 1
 
     def scenario(
         self,
@@ -316,7 +318,7 @@ OPTIMIZERS = Registry(
             per_batch_size={1: {"lr": 0.001}, 10: {"lr": 0.01}},
             elementwise=True,
             foreach=True,
-            dtype_unreliable={"bfloat16": {1: "bfloat16 rounds its small steps: 28 of 32 seeds converged"}},
+            dtype_unreliable={"bfloat16": {1: "bfloat16 rounds its small steps: 26 of 32 seeds converged"}},
         ),
         OptimizerInfo(
             "lbfgs",
@@ -397,7 +399,7 @@ OPTIMIZERS = Registry(
             elementwise=True,
             foreach=True,
             fused=True,
-            dtype_unreliable={"bfloat16": {1: "bfloat16 rounds its small steps: 28 of 32 seeds converged"}},
+            dtype_unreliable={"bfloat16": {1: "bfloat16 rounds its small steps: 26 of 32 seeds converged"}},
         ),
     ]
 )

@@ -162,3 +162,20 @@ def test_the_templates_optimizer_is_elementwise_as_it_claims():
     _, replicas = trained_as_replicas(scenario)
     for mine, theirs in zip(replicas, trained_alone(scenario), strict=True):
         assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+
+
+@pytest.mark.parametrize("batch_size", [1, 10, 100])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_replicas_equal_sequential_runs_bitwise_in_float64(name, batch_size):
+    scenario = OPTIMIZERS[name].scenario(batch_size, seed=1, seeds=3, epochs=3, shuffle=True, dtype="float64")
+    record, replicas = trained_as_replicas(scenario)
+    for mine, theirs in zip(replicas, trained_alone(scenario), strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+    assert record["dtype"] == "float64" and record["seed_runs"] == "vectorised"
+
+
+def test_bfloat16_seeds_run_one_after_another():
+    """Stacked, bfloat16 replicas drift from their own runs by rounding (see EXACT_DTYPES)."""
+    scenario = OPTIMIZERS["adam"].scenario(10, seeds=3, epochs=2, dtype="bfloat16")
+    assert isinstance(prepare(scenario), Sequential)
+    assert OPTIMIZERS["adam"].auto_seeds("bfloat16") == 1 and OPTIMIZERS["adam"].auto_seeds() == 32

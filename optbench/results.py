@@ -248,9 +248,7 @@ def _read_seeds(row: dict[str, Any], info: dict[str, Any]) -> None:
         for key in _SEED_LISTS:
             row[key] = [row[key.removeprefix("seed_")]]
         row["seed_status"] = [row["status"]]
-        for key in _QUANTILES:
-            metric = key.rsplit("_q", 1)[0]
-            row[key] = _error(row, metric)
+        row.update({key: _number(value) for key, value in spread.error_quantiles(row).items()})
         for key in _BANDS:
             row[key] = list(row["epoch_mse"])
         return
@@ -263,13 +261,6 @@ def _read_seeds(row: dict[str, Any], info: dict[str, Any]) -> None:
         row[key] = _number(info.get(key))
     for key in _BANDS:
         row[key] = _curve(info.get(key))
-
-
-def _error(row: dict[str, Any], metric: str) -> float:
-    if metric == "excess_mse":
-        return row["excess_mse"]
-    part = metric.removesuffix("_error")
-    return abs(row[part] - row[f"target_{part}"])
 
 
 def load(paths: Sequence[Path]) -> Loaded:

@@ -57,6 +57,20 @@ def seed_errors(record: Mapping[str, Any]) -> dict[str, list[float]]:
     return errors
 
 
+def error_quantiles(record: Mapping[str, Any]) -> dict[str, float | None]:
+    """The quantile fields (``excess_mse_q95``, ...) of the errors in a record's ``seed_*`` lists.
+
+    A quantile that is not finite (a diverged seed at that rank) is ``None``.
+    """
+    errors = seed_errors(record)
+    fields: dict[str, float | None] = {}
+    for metric in ERRORS:
+        for q in QUANTILES:
+            value = quantile(errors[metric], q)
+            fields[name(metric, q)] = value if math.isfinite(value) else None
+    return fields
+
+
 def band(curves: Sequence[Sequence[float | None]], q: float) -> list[float | None]:
     """Pointwise ``q``-quantile of per-seed curves; a seed's missing point (it diverged) is infinite."""
     length = max((len(curve) for curve in curves), default=0)
@@ -87,11 +101,8 @@ def over_seeds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "seed_status": [r["status"] for r in records],
         "pass_rate": sum(r["status"] == "converged" for r in records) / len(records),
     }
-    errors = seed_errors({**fields, **{key: records[0][key] for key in ("target_slope", "target_intercept")}})
-    for metric in ERRORS:
-        for q in QUANTILES:
-            value = quantile(errors[metric], q)
-            fields[name(metric, q)] = value if math.isfinite(value) else None
+    targets = {key: records[0][key] for key in ("target_slope", "target_intercept")}
+    fields.update(error_quantiles({**fields, **targets}))
     curves = [r["epoch_mse"] for r in records]
     for q in BAND:
         fields[name("epoch_mse", q)] = band(curves, q)

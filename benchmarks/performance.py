@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from optbench import OPTIMIZERS, SEED_PROFILE, LineDataset, Scenario, linear, prepare, train
+from optbench import OPTIMIZERS, SEED_PROFILE, LineDataset, Scenario, fit, linear, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +51,10 @@ def interleaved(variants: dict[str, Callable[[], float]], repeats: int) -> dict[
 
 
 def engine(scenario: Scenario) -> float:
-    """The timed part only, as the benchmark times it: ``train`` on a prepared scenario."""
+    """The timed part only, as the benchmark times it: ``fit`` on a prepared scenario."""
     ready = prepare(scenario)
     start = time.perf_counter()
-    train(ready)
+    fit(ready)
     return time.perf_counter() - start
 
 

@@ -16,7 +16,7 @@ from optbench.checks import (
     thresholds_for,
 )
 from optbench.dataset import LeastSquares, LineDataset, least_squares
-from optbench.engine import Prepared, StaleOptimizerError, prepare, run, train
+from optbench.engine import Fitted, Prepared, StaleOptimizerError, fit, prepare, run, summarise, train
 from optbench.model import linear
 from optbench.record import Record
 from optbench.registry import (
@@ -40,6 +40,7 @@ __all__ = [
     "SEED_PROFILE",
     "UNSUPPORTED",
     "ConvergenceError",
+    "Fitted",
     "LeastSquares",
     "LineDataset",
     "MatrixSplit",
@@ -57,11 +58,13 @@ __all__ = [
     "assert_not_regressed",
     "epochs_to_converge",
     "failures",
+    "fit",
     "least_squares",
     "linear",
     "prepare",
     "regressions",
     "run",
+    "summarise",
     "thresholds_for",
     "train",
 ]

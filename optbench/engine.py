@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from optbench import checks, replicas, spread
 from optbench.dataset import LeastSquares, as_tensors, least_squares
-from optbench.record import Record, finite_or_none
+from optbench.record import Record, SeedRuns, finite_or_none
 from optbench.replicas import Replicas
 from optbench.scenario import OptimizerLike, Scenario
 
@@ -193,20 +193,36 @@ def _line(model: nn.Module) -> tuple[float, float]:
     return at0, at1
 
 
-def _record(
-    scenario: Scenario,
-    *,
-    steps: int,
-    seconds: float,
-    epoch_values: list[float],
-    curve_values: list[float],
-    stride: int,
-    line: tuple[float, float],
-    optimum: LeastSquares,
-    targets: tuple[float, float],
-) -> dict[str, Any]:
+@dataclass
+class SeedFit:
+    """What one seed's training left, on the host: the record is built from it, untimed."""
+
+    scenario: Scenario
+    """The one-seed scenario of this seed."""
+    seconds: float
+    epoch_values: list[float]
+    losses: torch.Tensor
+    """Every step's loss (on the device for a one-model run)."""
+    line: tuple[float, float]
+    """The fitted model's value at x = 0 and at x = 1."""
+    optimum: LeastSquares
+    targets: tuple[float, float]
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` returns: each seed's outcome, the time they took, and how they ran."""
+
+    scenario: Scenario
+    seeds: list[SeedFit]
+    seconds: float
+    how: SeedRuns
+
+
+def _record(fit: SeedFit) -> dict[str, Any]:
     """One seed's fields of the record, with its status."""
-    at0, at1 = line
+    scenario, (at0, at1), epoch_values = fit.scenario, fit.line, fit.epoch_values
+    curve, stride = _downsample(fit.losses, MAX_CURVE_POINTS)
     record: dict[str, Any] = {
         "id": scenario.id,
         "optimizer": scenario.name,
@@ -217,27 +233,27 @@ def _record(
         "dtype": scenario.dtype,
         "shuffle": scenario.shuffle,
         "hyperparams": scenario.hyperparams_json,
-        "steps": steps,
+        "steps": fit.losses.shape[0],
         "status": "diverged",
-        "seconds": seconds,
+        "seconds": fit.seconds,
         "final_mse": finite_or_none(epoch_values[-1]),
         "slope": finite_or_none(at1 - at0),
         "intercept": finite_or_none(at0),
-        "optimum_mse": optimum.mse,
-        "optimum_slope": optimum.slope,
-        "optimum_intercept": optimum.intercept,
-        "target_slope": targets[0],
-        "target_intercept": targets[1],
+        "optimum_mse": fit.optimum.mse,
+        "optimum_slope": fit.optimum.slope,
+        "optimum_intercept": fit.optimum.intercept,
+        "target_slope": fit.targets[0],
+        "target_intercept": fit.targets[1],
         "epoch_mse": [finite_or_none(v) for v in epoch_values],
-        "step_loss": [finite_or_none(v) for v in curve_values],
+        "step_loss": [finite_or_none(v) for v in curve.tolist()],
         "step_loss_stride": stride,
     }
     record["status"] = checks.status(record)
     return record
 
 
-def _train_one(prepared: Prepared, reuse_step_loss: bool | None = None) -> dict[str, Any]:
-    """One seed's run, and its record.
+def _train_one(prepared: Prepared, reuse_step_loss: bool | None = None) -> SeedFit:
+    """One seed's run.
 
     ``reuse_step_loss`` (default: wherever it is exact) takes each epoch's
     full-data MSE from the next step's loss instead of computing it again.
@@ -251,7 +267,7 @@ def _train_one(prepared: Prepared, reuse_step_loss: bool | None = None) -> dict[
     return _train_full_batch(prepared) if reuse_step_loss else _train_batches(prepared)
 
 
-def _train_batches(prepared: Prepared) -> dict[str, Any]:
+def _train_batches(prepared: Prepared) -> SeedFit:
     scenario, model, optimizer = prepared.scenario, prepared.model, prepared.optimizer
     x, y = prepared.x, prepared.y
     device = x.device
@@ -293,7 +309,7 @@ def _train_batches(prepared: Prepared) -> dict[str, Any]:
     return _finish(prepared, start, torch.stack(losses) if losses else None, torch.stack(epoch_mse))
 
 
-def _train_full_batch(prepared: Prepared) -> dict[str, Any]:
+def _train_full_batch(prepared: Prepared) -> SeedFit:
     """A full batch in data order: one step per epoch, and its loss is the epoch's MSE.
 
     Each step's loss is the full-data MSE after the epoch before, the very
@@ -321,54 +337,46 @@ def _train_full_batch(prepared: Prepared) -> dict[str, Any]:
 
 def _finish(
     prepared: Prepared, start: float, losses: torch.Tensor | None, epoch_mse: torch.Tensor
-) -> dict[str, Any]:
-    """Brings one seed's curves to the host, stops the clock and builds its record."""
+) -> SeedFit:
+    """Waits for the device, stops the clock and keeps what the record needs."""
     device = epoch_mse.device
-    losses = epoch_mse[:0] if losses is None else losses
-    curve, stride = _downsample(losses, MAX_CURVE_POINTS)
     epoch_values = epoch_mse.tolist()
-    curve_values = curve.tolist()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return _record(
-        prepared.scenario,
-        steps=losses.shape[0],
+    return SeedFit(
+        scenario=prepared.scenario,
         seconds=seconds,
         epoch_values=epoch_values,
-        curve_values=curve_values,
-        stride=stride,
+        losses=epoch_mse[:0] if losses is None else losses,
         line=_line(prepared.model),
         optimum=prepared.optimum,
         targets=(prepared.target_slope, prepared.target_intercept),
     )
 
 
-def _train_vectorised(ready: Vectorised) -> tuple[list[dict[str, Any]], float]:
+def _fit_vectorised(ready: Vectorised) -> Fitted:
     trace = replicas.train(ready.replicas)
     per_epoch = math.ceil(ready.replicas.x.shape[1] / ready.replicas.batch_size)
-    records = []
+    seeds = []
     for index, single in enumerate(seed_scenarios(ready.scenario)):
         steps = min(trace.epochs_done[index] * per_epoch, trace.losses.shape[0])
-        curve, stride = _downsample(trace.losses[:steps, index], MAX_CURVE_POINTS)
-        records.append(
-            _record(
-                single,
-                steps=steps,
+        seeds.append(
+            SeedFit(
+                scenario=single,
                 seconds=trace.seconds,
                 epoch_values=trace.epoch_mse[index],
-                curve_values=curve.tolist(),
-                stride=stride,
+                losses=trace.losses[:steps, index],
                 line=trace.lines[index],
                 optimum=ready.optima[index],
                 targets=ready.targets,
             )
         )
-    return records, trace.seconds
+    return Fitted(ready.scenario, seeds, trace.seconds, "vectorised")
 
 
-def train(ready: Ready) -> Record:
-    """Trains what ``prepare`` built, once; the timed part of a benchmark round.
+def fit(ready: Ready) -> Fitted:
+    """Trains what ``prepare`` built, once: the timed part of a benchmark round.
 
     The loop never waits for the device: each step's loss stays a tensor on the
     device (appended to a list, which costs a third of copying it into a
@@ -379,17 +387,26 @@ def train(ready: Ready) -> Record:
     status ``diverged`` (in a vectorised run, once every replica has diverged).
     """
     if isinstance(ready, Prepared):
-        records, how = [_train_one(ready)], "one"
-        seconds = records[0]["seconds"]
-    elif isinstance(ready, Vectorised):
-        (records, seconds), how = _train_vectorised(ready), "vectorised"
-    else:
-        records, how = [_train_one(run) for run in ready.runs], "sequential"
-        seconds = sum(record["seconds"] for record in records)
-    record = {**records[0], "seconds": seconds, "seed": ready.scenario.seed, "seed_runs": how}
+        one = _train_one(ready)
+        return Fitted(ready.scenario, [one], one.seconds, "one")
+    if isinstance(ready, Vectorised):
+        return _fit_vectorised(ready)
+    seeds = [_train_one(single) for single in ready.runs]
+    return Fitted(ready.scenario, seeds, sum(seed.seconds for seed in seeds), "sequential")
+
+
+def summarise(fitted: Fitted) -> Record:
+    """The flat record of a fitted scenario: the first seed's fields, and the spread over seeds."""
+    records = [_record(seed) for seed in fitted.seeds]
+    record = {**records[0], "seconds": fitted.seconds, "seed": fitted.scenario.seed, "seed_runs": fitted.how}
     record.update(spread.over_seeds(records))
     record["status"] = checks.status(record)
     return record  # type: ignore[return-value]
+
+
+def train(ready: Ready) -> Record:
+    """Trains what ``prepare`` built, once, and returns its record: ``summarise(fit(ready))``."""
+    return summarise(fit(ready))
 
 
 def run(scenario: Scenario) -> Record:

@@ -21,7 +21,7 @@ import torch
 
 from optbench import __version__, hookspecs, specs
 from optbench.devices import DEVICES, unavailable_reason
-from optbench.engine import prepare, train
+from optbench.engine import fit, prepare, summarise
 from optbench.options import (
     parse_batch_sizes,
     parse_devices,
@@ -336,7 +336,8 @@ def benchmark_training(
     """Times training runs of a scenario with pytest-benchmark and returns the last record.
 
     Each round (and one warm-up) trains a fresh model with a fresh optimizer;
-    building them is the untimed ``setup``. The record is stored in
+    building them is the untimed ``setup``, and so is building the record from
+    the last round (``summarise``). The record is stored in
     ``benchmark.extra_info`` before it is returned, so it is saved with the
     timings whatever the test asserts next, with ``expected_failure``: the
     reason of the test's xfail mark, or ``""``.
@@ -345,9 +346,10 @@ def benchmark_training(
     expected_failure = str(xfail.kwargs.get("reason", "")) if xfail is not None else ""
 
     def timed(scenario: Scenario) -> Record:
-        record = benchmark.pedantic(
-            train, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
+        fitted = benchmark.pedantic(
+            fit, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
         )
+        record = summarise(fitted)
         benchmark.extra_info.update(record, expected_failure=expected_failure)
         return record
 

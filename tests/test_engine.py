@@ -17,7 +17,7 @@ from optbench import (
     run,
     train,
 )
-from optbench.engine import MAX_CURVE_POINTS, _downsample, _train_one
+from optbench.engine import MAX_CURVE_POINTS, _downsample, _record, _train_one
 from optbench.record import Record
 
 
@@ -249,13 +249,17 @@ def test_cuda_loop_does_not_synchronise_per_step(seeds):
 @pytest.mark.parametrize("name", ["sgd", "adam", "adadelta", "muon"])
 def test_a_full_batch_takes_its_epoch_mse_from_the_step_loss_exactly(name):
     scenario = OPTIMIZERS[name].scenario(100, epochs=30)
-    reused, computed = (_train_one(prepare(scenario), reuse_step_loss=flag) for flag in (True, False))
+    reused, computed = (
+        _record(_train_one(prepare(scenario), reuse_step_loss=flag)) for flag in (True, False)
+    )
     assert without_time(reused) == without_time(computed)
 
 
 def test_a_full_batch_that_diverges_stops_where_the_batched_loop_stops():
     scenario = OPTIMIZERS["sgd"].scenario(100, epochs=200, optimizer=partial(torch.optim.SGD, lr=1.0))
-    reused, computed = (_train_one(prepare(scenario), reuse_step_loss=flag) for flag in (True, False))
+    reused, computed = (
+        _record(_train_one(prepare(scenario), reuse_step_loss=flag)) for flag in (True, False)
+    )
     assert reused["status"] == "diverged" and reused["steps"] < 200
     assert without_time(reused) == without_time(computed)
 

@@ -158,7 +158,9 @@ def from_pyproject(path: Path) -> list[OptimizerInfo]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: not valid TOML ({error})") from None
-    table = data.get("tool", {}).get("optbench", {}).get("optimizers", {})
+    table: Any = data
+    for key in ("tool", "optbench", "optimizers"):
+        table = table.get(key, {}) if isinstance(table, dict) else None
     if not isinstance(table, dict):
         raise SpecError(f"{path}: [tool.optbench.optimizers] must be a table of tables, one per optimizer")
     found = []

@@ -327,3 +327,10 @@ def test_the_report_merges_the_shards_runs(matrix, tmp_path):
     table = pd.read_csv(out / "summary.csv")
     assert sorted(table.id) == ["adam-bs10-cpu", "adam-bs100-cpu", "sgd-bs10-cpu", "sgd-bs100-cpu"]
     assert set(table.run) == {"shard1", "shard2"}
+
+
+def test_a_pyproject_whose_optbench_entry_is_not_a_table_is_one_line(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool]\noptbench = 1\n")
+    with pytest.raises(specs.SpecError, match=r"must be a table of tables"):
+        specs.from_pyproject(path)

@@ -26,15 +26,21 @@ def parse_names(value: str) -> tuple[str, ...]:
     return tuple(item.lower() for item in _items(value))
 
 
+def _at_least(text: str, minimum: int) -> int | None:
+    """``text`` as an integer of at least ``minimum``, or ``None``."""
+    try:
+        number = int(text)
+    except ValueError:
+        return None
+    return number if number >= minimum else None
+
+
 def parse_batch_sizes(value: str) -> tuple[int, ...]:
     """``"1,10"`` -> ``(1, 10)``: positive integers."""
     sizes = []
     for item in _items(value):
-        try:
-            size = int(item)
-        except ValueError:
-            size = 0
-        if size < 1:
+        size = _at_least(item, 1)
+        if size is None:
             raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {item!r}")
         sizes.append(size)
     return tuple(sizes)
@@ -53,11 +59,8 @@ def parse_devices(value: str) -> tuple[str, ...]:
 
 def parse_seed(value: str) -> int:
     """A non-negative integer seed."""
-    try:
-        seed = int(value)
-    except ValueError:
-        seed = -1
-    if seed < 0:
+    seed = _at_least(value, 0)
+    if seed is None:
         raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {value!r}")
     return seed
 
@@ -66,11 +69,8 @@ def parse_seeds(value: str) -> int | None:
     """``"auto"`` -> ``None`` (the registry decides), else a positive number of seeds."""
     if value.strip().lower() == "auto":
         return None
-    try:
-        seeds = int(value)
-    except ValueError:
-        seeds = 0
-    if seeds < 1:
+    seeds = _at_least(value, 1)
+    if seeds is None:
         raise argparse.ArgumentTypeError(f"seeds must be 'auto' or a positive integer, got {value!r}")
     return seeds
 

@@ -149,7 +149,9 @@ def prepare(scenario: Scenario) -> Ready:
     if scenario.seeds == 1:
         return _prepare_one(scenario)
     singles = seed_scenarios(scenario)
-    if scenario.elementwise and not scenario.needs_closure and scenario.dtype in replicas.EXACT_DTYPES:
+    if replicas.applies(
+        elementwise=scenario.elementwise, needs_closure=scenario.needs_closure, dtype=scenario.dtype
+    ):
         datasets = [_dataset(single) for single in singles]
         data = [_data(scenario, dataset) for dataset in datasets]
         optima = tuple(least_squares(x, y) for x, y in data)

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
+from optbench import replicas
 from optbench.dataset import TUTORIAL_SIZE
-from optbench.replicas import EXACT_DTYPES
 from optbench.scenario import OptimizerFactory, Scenario
 from optbench.split import MatrixSplit
 
@@ -150,7 +150,9 @@ class OptimizerInfo:
 
     def auto_seeds(self, dtype: str = "float32") -> int:
         """Seeds where they are cheap: ``AUTO_SEEDS`` where they run as replicas, else 1."""
-        vectorised = self.elementwise and not self.needs_closure and dtype in EXACT_DTYPES
+        vectorised = replicas.applies(
+            elementwise=self.elementwise, needs_closure=self.needs_closure, dtype=dtype
+        )
         return AUTO_SEEDS if vectorised else 1
 
     def scenario(

@@ -38,6 +38,15 @@ carries on (up to 0.34 in the weight after 300 Rprop steps), so bfloat16 seeds r
 one after another."""
 
 
+def applies(*, elementwise: bool, needs_closure: bool, dtype: str) -> bool:
+    """Whether seeds of such an optimizer run as replicas.
+
+    They do for an elementwise update that needs no closure, in a dtype of
+    ``EXACT_DTYPES``; the engine and the registry's ``auto`` seeds both ask here.
+    """
+    return elementwise and not needs_closure and dtype in EXACT_DTYPES
+
+
 class NotVectorisableError(RuntimeError):
     """The models cannot be stacked or traced as replicas; their seeds must run one after another."""
 

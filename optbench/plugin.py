@@ -12,9 +12,10 @@ shard of the collected tests.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 import torch
@@ -153,18 +154,28 @@ _SAVE_OPTIONS = {
 }
 
 
+def _remove_the_empty_json_file(target: BinaryIO | os.PathLike | str | None) -> None:
+    """Undoes what parsing ``--benchmark-json`` did to the disk, in either of its shapes.
+
+    pytest-benchmark before 5.3 parses the option as an open file, so the file exists (empty) before any
+    test runs; it is closed and, if still empty, removed. From 5.3 on the option is a ``Path`` and
+    nothing has been written, so a file already at that path is the user's and is left alone.
+    """
+    if target is None or isinstance(target, (os.PathLike, str)):
+        return
+    target.close()
+    path = Path(target.name)
+    if path.is_file() and path.stat().st_size == 0:
+        path.unlink()
+
+
 def _refuse_saving_under_xdist(config: pytest.Config) -> None:
     """pytest-benchmark turns itself off under xdist, so a run asked to save would save nothing."""
     if config.getoption("dist", "no") == "no":
         return
     asked = [flag for dest, flag in _SAVE_OPTIONS.items() if config.getoption(dest, None)]
     if asked:
-        handle = config.getoption("benchmark_json", None)
-        if handle is not None:  # opened (so created, empty) when the options were parsed
-            handle.close()
-            path = Path(handle.name)
-            if path.is_file() and path.stat().st_size == 0:
-                path.unlink()
+        _remove_the_empty_json_file(config.getoption("benchmark_json", None))
         raise pytest.UsageError(
             f"{asked[0]} with pytest-xdist (-n): pytest-benchmark times nothing under xdist, so nothing "
             "would be saved; run the timed benchmarks without -n (convergence checks alone may use -n)"

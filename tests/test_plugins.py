@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from optbench import OPTIMIZERS, prepare, specs, train
+from optbench import OPTIMIZERS, plugin, prepare, specs, train
 from optbench.report import main as report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,6 +307,32 @@ def test_saving_benchmarks_under_xdist_stops_with_a_clear_message(matrix, save):
          "would be saved; run the timed benchmarks without -n (convergence checks alone may use -n)"]
     )  # fmt: skip
     assert not (matrix.path / "out.json").exists() and not (matrix.path / ".benchmarks").exists()
+
+
+class _Options:
+    """A stand-in for pytest's config, holding only the options the xdist check reads."""
+
+    def __init__(self, **options):
+        self.options = {"dist": "load", **options}
+
+    def getoption(self, name, default=None):
+        return self.options.get(name, default)
+
+
+def test_under_xdist_the_empty_file_from_an_old_pytest_benchmark_is_removed(tmp_path):
+    path = tmp_path / "out.json"
+    handle = path.open("wb")  # pytest-benchmark before 5.3 hands over the file it opened, so created
+    with pytest.raises(pytest.UsageError, match=r"^--benchmark-json with pytest-xdist"):
+        plugin._refuse_saving_under_xdist(_Options(benchmark_json=handle))
+    assert handle.closed and not path.exists()
+
+
+def test_under_xdist_a_json_path_from_a_new_pytest_benchmark_leaves_the_disk_alone(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text('{"mine": 1}')  # from 5.3 on the option is a Path and nothing has been written yet
+    with pytest.raises(pytest.UsageError, match=r"^--benchmark-json with pytest-xdist"):
+        plugin._refuse_saving_under_xdist(_Options(benchmark_json=path))
+    assert path.read_text() == '{"mine": 1}'
 
 
 def test_the_report_merges_the_shards_runs(matrix, tmp_path):

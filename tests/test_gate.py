@@ -100,9 +100,10 @@ def test_pytest_benchmark_compare_fail_catches_the_slowdown(runner, pytester):
     assert result.ret != 0
     assert "Performance has regressed" in result.stdout.str() + result.stderr.str()
     # The unchanged code passes a comparison too; on this shared machine the fastest of three rounds,
-    # with 100% of room, is what stays steady enough to say so without flaking.
+    # with 99% of room, is what stays steady enough to say so without flaking (pytest-benchmark 5.1
+    # and older read at most two digits of a percentage).
     _, result = runner(
-        "again", storage, "--benchmark-compare=0001", "--benchmark-compare-fail=min:100%", rounds=3
+        "again", storage, "--benchmark-compare=0001", "--benchmark-compare-fail=min:99%", rounds=3
     )
     assert result.ret == 0, result.stdout.str()
 

@@ -31,11 +31,9 @@ from optbench.checks import (
     epochs_to_converge,
     failures,
 )
-from optbench.dataset import LineDataset
 from optbench.engine import run
-from optbench.model import linear
-from optbench.options import parse_batch_sizes, parse_dtypes, parse_names
-from optbench.registry import BATCH_SIZES, OPTIMIZERS, SEED_PROFILE, Registry
+from optbench.options import add_matrix_options
+from optbench.registry import OPTIMIZERS, SEED_PROFILE, Registry
 from optbench.scenario import Scenario
 
 _METRICS = (("excess_mse", "excess_mse"), ("slope_error", "slope"), ("intercept_error", "intercept"))
@@ -47,20 +45,9 @@ DRIFT_SEEDS = 20
 """Seeds of the float32 against float64 comparison that calibrates the run-to-run tolerances."""
 
 
-def _float64_line(seed: int) -> LineDataset:
-    data = LineDataset(seed)
-    data.x, data.y = data.x.double(), data.y.double()
-    return data
-
-
-def _float64_linear(seed: int) -> torch.nn.Module:
-    return linear(seed).double()
-
-
 def _scenario(profile: str, name: str, batch_size: int, seed: int) -> Scenario:
     if profile == "float64":  # the same run in double precision: what rounding alone changes
-        info = OPTIMIZERS[name]
-        return info.scenario(batch_size, seed=seed, dataset=_float64_line, model=_float64_linear)
+        return OPTIMIZERS[name].scenario(batch_size, seed=seed, dtype="float64")
     return _PROFILES[profile][name].scenario(batch_size, seed=seed)
 
 
@@ -350,18 +337,13 @@ def dtypes_markdown(table: pd.DataFrame) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m optbench.calibrate [--seeds N] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m optbench.calibrate", description=__doc__)
+    add_matrix_options(parser.add_argument)
     parser.add_argument("--seeds", type=int, default=200, help="seeds per combination (default 200)")
-    parser.add_argument("--optimizers", type=parse_names, default=tuple(OPTIMIZERS), help="comma-separated")
-    parser.add_argument("--batch-sizes", type=parse_batch_sizes, default=BATCH_SIZES, help="comma-separated")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all)")
     parser.add_argument("--no-seed-profile", action="store_true", help="skip the seed profile")
-    parser.add_argument(
-        "--dtypes",
-        type=parse_dtypes,
-        help="calibrate these dtypes instead (float64,bfloat16), seeds per case",
-    )
     parser.add_argument("--out", help="write the markdown here instead of standard output")
     args = parser.parse_args(argv)
+    args.optimizers = args.optimizers or tuple(OPTIMIZERS)
     for name in args.optimizers:
         if name not in OPTIMIZERS:
             parser.error(f"--optimizers: unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")

@@ -1,17 +1,54 @@
-"""Option parsers shared by the pytest plugin and the command-line tools.
+"""Options shared by the pytest plugin and the command-line tools: their definitions and parsers.
 
-Each raises ``argparse.ArgumentTypeError`` with one sentence, so pytest and
+Each parser raises ``argparse.ArgumentTypeError`` with one sentence, so pytest and
 argparse both report the flag and the bad value on one line.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from optbench.devices import parse_device
-from optbench.registry import IMPLS
+from optbench.registry import BATCH_SIZES, IMPLS
 from optbench.scenario import DTYPES
+
+AddOption = Callable[..., object]
+"""A pytest option group's ``addoption`` or an argparse parser's ``add_argument``: they take the same
+arguments, so one definition serves both front ends."""
+
+
+def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
+    """Adds the options that choose the optimizers, batch sizes and dtypes of a matrix.
+
+    Args:
+        addoption: where the options go: ``parser.getgroup(...).addoption`` in the pytest
+            plugin, ``ArgumentParser.add_argument`` in a command-line tool.
+        prefix: put before each flag's name: ``"optbench-"`` in pytest (``--optbench-optimizers``,
+            read back as ``optbench_optimizers``), nothing on the command line (``--optimizers``).
+    """
+    addoption(
+        f"--{prefix}optimizers",
+        type=parse_names,
+        default=None,
+        metavar="NAMES",
+        help="comma-separated registry names (default: every registered optimizer)",
+    )
+    addoption(
+        f"--{prefix}batch-sizes",
+        type=parse_batch_sizes,
+        default=BATCH_SIZES,
+        metavar="SIZES",
+        help=f"comma-separated batch sizes (default: {','.join(map(str, BATCH_SIZES))})",
+    )
+    addoption(
+        f"--{prefix}dtypes",
+        type=parse_dtypes,
+        default=None,
+        metavar="DTYPES",
+        help=f"comma-separated dtypes from {','.join(DTYPES)}; the ids of scenarios in any but float32 "
+        "end in -<dtype> (default: float32)",
+    )
 
 
 def _items(value: str) -> list[str]:

@@ -24,17 +24,15 @@ from optbench import __version__, hookspecs, specs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import fit, prepare, summarise
 from optbench.options import (
-    parse_batch_sizes,
+    add_matrix_options,
     parse_devices,
-    parse_dtypes,
     parse_impls,
-    parse_names,
     parse_seed,
     parse_seeds,
     parse_shard,
 )
 from optbench.record import SCHEMA_VERSION, Record
-from optbench.registry import AUTO_SEEDS, BATCH_SIZES, OPTIMIZERS, OptimizerInfo, Registry
+from optbench.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import Scenario
 
@@ -50,13 +48,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Adds the ``--optbench-*`` options."""
     group = parser.getgroup("optbench", "optbench: the optimizer benchmark matrix")
-    group.addoption(
-        "--optbench-optimizers",
-        type=parse_names,
-        default=None,
-        metavar="NAMES",
-        help="comma-separated registry names to run (default: every registered optimizer)",
-    )
+    add_matrix_options(group.addoption, prefix="optbench-")
     group.addoption(
         "--optbench-optimizer",
         action="append",
@@ -64,13 +56,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SPEC",
         help="add an optimizer to the matrix: NAME=module:Class, optionally followed by JSON keyword "
         """arguments, e.g. 'lion=lion_pytorch:Lion{"lr": 3e-4}' (repeatable)""",
-    )
-    group.addoption(
-        "--optbench-batch-sizes",
-        type=parse_batch_sizes,
-        default=BATCH_SIZES,
-        metavar="SIZES",
-        help=f"comma-separated batch sizes (default: {','.join(map(str, BATCH_SIZES))})",
     )
     group.addoption(
         "--optbench-devices",
@@ -86,14 +71,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="IMPLS",
         help="implementations as separate scenarios (<name>.<impl>), from forloop,foreach,fused, each "
         "where the optimizer has it on the device (default: torch's own choice, one scenario)",
-    )
-    group.addoption(
-        "--optbench-dtypes",
-        type=parse_dtypes,
-        default=None,
-        metavar="DTYPES",
-        help="comma-separated dtypes from float32,float64,bfloat16; ids of the others end in "
-        "-float64/-bfloat16 (default: float32)",
     )
     group.addoption(
         "--optbench-shard",

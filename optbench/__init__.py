@@ -18,6 +18,7 @@ from optbench.checks import (
 from optbench.dataset import LeastSquares, LineDataset, least_squares
 from optbench.engine import Fitted, Prepared, StaleOptimizerError, fit, prepare, run, summarise, train
 from optbench.model import linear
+from optbench.problems import LINE, PROBLEMS, Problem, Reference
 from optbench.record import Record
 from optbench.registry import (
     OPTIMIZERS,
@@ -36,7 +37,9 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "DEFAULT_TOLERANCES",
     "DTYPE_THRESHOLDS",
+    "LINE",
     "OPTIMIZERS",
+    "PROBLEMS",
     "SEED_PROFILE",
     "UNSUPPORTED",
     "ConvergenceError",
@@ -46,7 +49,9 @@ __all__ = [
     "MatrixSplit",
     "OptimizerInfo",
     "Prepared",
+    "Problem",
     "Record",
+    "Reference",
     "Registry",
     "Scenario",
     "StaleOptimizerError",

@@ -33,6 +33,7 @@ from optbench.checks import (
 )
 from optbench.engine import run
 from optbench.options import add_matrix_options
+from optbench.problems import LINE
 from optbench.registry import OPTIMIZERS, SEED_PROFILE, Registry
 from optbench.scenario import Scenario
 
@@ -344,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="write the markdown here instead of standard output")
     args = parser.parse_args(argv)
     args.optimizers = args.optimizers or tuple(OPTIMIZERS)
+    args.batch_sizes = args.batch_sizes or LINE.batch_sizes
     for name in args.optimizers:
         if name not in OPTIMIZERS:
             parser.error(f"--optimizers: unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")

@@ -10,6 +10,9 @@ from torch.utils.data import Dataset
 TUTORIAL_SIZE = 100
 """Points in the tutorial's data set, so batch size 100 is full batch."""
 
+TUTORIAL_SLOPE, TUTORIAL_INTERCEPT = -5.0, 1.0
+"""The tutorial's true line, ``y = -5x + 1``."""
+
 
 class LineDataset(Dataset):
     """Points on ``y = slope * x + intercept`` with Gaussian noise.
@@ -33,8 +36,8 @@ class LineDataset(Dataset):
         self,
         seed: int = 0,
         *,
-        slope: float = -5.0,
-        intercept: float = 1.0,
+        slope: float = TUTORIAL_SLOPE,
+        intercept: float = TUTORIAL_INTERCEPT,
         noise: float = 0.4,
         size: int = TUTORIAL_SIZE,
         start: float = -5.0,

@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from optbench import checks, replicas, spread
-from optbench.dataset import LeastSquares, as_tensors, least_squares
+from optbench.dataset import as_tensors
+from optbench.problems import Reference
 from optbench.record import Record, SeedRuns, finite_or_none
 from optbench.replicas import Replicas
 from optbench.scenario import OptimizerLike, Scenario
@@ -36,7 +36,7 @@ class Prepared:
     optimizer: OptimizerLike
     x: torch.Tensor
     y: torch.Tensor
-    optimum: LeastSquares
+    optimum: Reference
     target_slope: float
     target_intercept: float
 
@@ -64,35 +64,52 @@ def check_bound(optimizer: OptimizerLike, own: Sequence[torch.Tensor], scenario_
         )
 
 
-def _dataset(scenario: Scenario) -> Dataset:
+@dataclass(frozen=True)
+class _Data:
+    """One seed's data in the scenario's dtype, on the CPU, and the parameters it was drawn around."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    truth: tuple[float | None, ...]
+    """The true slope and intercept where known (``None`` where not)."""
+
+
+def _data(scenario: Scenario, seed: int) -> _Data:
+    """The points the model sees and the reference is solved on: the problem's, or the scenario's own."""
     source = scenario.dataset
-    return source if isinstance(source, Dataset) else source(scenario.seed)
+    if source is None:
+        x, y = scenario.problem.data(seed)
+        truth: tuple[float | None, ...] = scenario.problem.truth or ()
+    else:
+        dataset = source if isinstance(source, Dataset) else source(seed)
+        x, y = as_tensors(dataset)
+        truth = (getattr(dataset, "slope", None), getattr(dataset, "intercept", None))
+    return _Data(x.to(scenario.torch_dtype), y.to(scenario.torch_dtype), truth)
 
 
-def _targets(dataset: Dataset, optimum: LeastSquares) -> tuple[float, float]:
-    slope = getattr(dataset, "slope", optimum.slope)
-    return float(slope), float(getattr(dataset, "intercept", optimum.intercept))
-
-
-def _data(scenario: Scenario, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """The data in the scenario's dtype: the points the model sees, and the optimum is fitted to."""
-    x, y = as_tensors(dataset)
-    return x.to(scenario.torch_dtype), y.to(scenario.torch_dtype)
+def _targets(data: _Data, optimum: Reference) -> tuple[float, float]:
+    """The line the fit is judged against: the true one where known, else the reference's."""
+    slope, intercept = (*data.truth, None, None)[:2]
+    return (
+        float(optimum.params[0] if slope is None else slope),
+        float(optimum.params[1] if intercept is None else intercept),
+    )
 
 
 def _model(scenario: Scenario, seed: int, device: torch.device) -> nn.Module:
-    return scenario.model(2 * seed + 1).to(device=device, dtype=scenario.torch_dtype)
+    factory = scenario.model or scenario.problem.model
+    return factory(2 * seed + 1).to(device=device, dtype=scenario.torch_dtype)
 
 
 def _prepare_one(scenario: Scenario) -> Prepared:
-    dataset = _dataset(scenario)
-    x, y = _data(scenario, dataset)
-    optimum = least_squares(x, y)
+    data = _data(scenario, scenario.seed)
+    x, y = data.x, data.y
+    optimum = scenario.problem.reference(x, y)
     device = torch.device(scenario.device)
     model = _model(scenario, scenario.seed, device)
     optimizer = scenario.optimizer(model.parameters())
     check_bound(optimizer, list(model.parameters()), scenario.id)
-    target_slope, target_intercept = _targets(dataset, optimum)
+    target_slope, target_intercept = _targets(data, optimum)
     return Prepared(
         scenario=scenario,
         model=model,
@@ -119,7 +136,7 @@ class Vectorised:
 
     scenario: Scenario
     replicas: Replicas
-    optima: tuple[LeastSquares, ...]
+    optima: tuple[Reference, ...]
     targets: tuple[float, float]
 
 
@@ -152,15 +169,15 @@ def prepare(scenario: Scenario) -> Ready:
     if replicas.applies(
         elementwise=scenario.elementwise, needs_closure=scenario.needs_closure, dtype=scenario.dtype
     ):
-        datasets = [_dataset(single) for single in singles]
-        data = [_data(scenario, dataset) for dataset in datasets]
-        optima = tuple(least_squares(x, y) for x, y in data)
+        data = [_data(scenario, single.seed) for single in singles]
+        optima = tuple(scenario.problem.reference(one.x, one.y) for one in data)
         device = torch.device(scenario.device)
         try:
             stacked = replicas.prepare(
                 [_model(scenario, single.seed, device) for single in singles],
-                data,
+                [(one.x, one.y) for one in data],
                 scenario.optimizer,
+                loss=scenario.problem.loss,
                 seeds=[single.seed for single in singles],
                 batch_size=scenario.batch_size,
                 epochs=scenario.epochs,
@@ -171,7 +188,7 @@ def prepare(scenario: Scenario) -> Ready:
             pass  # the same results, one seed after another
         else:
             check_bound(stacked.optimizer, stacked.params, scenario.id)
-            return Vectorised(scenario, stacked, optima, _targets(datasets[0], optima[0]))
+            return Vectorised(scenario, stacked, optima, _targets(data[0], optima[0]))
     return Sequential(scenario, tuple(_prepare_one(single) for single in singles))
 
 
@@ -207,7 +224,7 @@ class SeedFit:
     """Every step's loss (on the device for a one-model run)."""
     line: tuple[float, float]
     """The fitted model's value at x = 0 and at x = 1."""
-    optimum: LeastSquares
+    optimum: Reference
     targets: tuple[float, float]
 
 
@@ -241,9 +258,9 @@ def _record(fit: SeedFit) -> dict[str, Any]:
         "final_mse": finite_or_none(epoch_values[-1]),
         "slope": finite_or_none(at1 - at0),
         "intercept": finite_or_none(at0),
-        "optimum_mse": fit.optimum.mse,
-        "optimum_slope": fit.optimum.slope,
-        "optimum_intercept": fit.optimum.intercept,
+        "optimum_mse": fit.optimum.loss,
+        "optimum_slope": fit.optimum.params[0],
+        "optimum_intercept": fit.optimum.params[1],
         "target_slope": fit.targets[0],
         "target_intercept": fit.targets[1],
         "epoch_mse": [finite_or_none(v) for v in epoch_values],
@@ -279,10 +296,11 @@ def _train_batches(prepared: Prepared) -> SeedFit:
     epoch_mse: list[torch.Tensor] = []
     generator = torch.Generator(device=device).manual_seed(scenario.seed) if scenario.shuffle else None
     x_batches, y_batches = x.split(batch_size), y.split(batch_size)
+    criterion = scenario.problem.loss
 
     start = time.perf_counter()
     with torch.no_grad():
-        epoch_mse.append(F.mse_loss(model(x), y))
+        epoch_mse.append(criterion(model(x), y))
     for _ in range(scenario.epochs):
         if generator is not None:
             order = torch.randperm(size, device=device, generator=generator)
@@ -292,19 +310,19 @@ def _train_batches(prepared: Prepared) -> SeedFit:
 
                 def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
                     optimizer.zero_grad()
-                    batch_loss = F.mse_loss(model(xb), yb)
+                    batch_loss = criterion(model(xb), yb)
                     batch_loss.backward()
                     return batch_loss
 
                 loss = optimizer.step(closure)
             else:
                 optimizer.zero_grad()
-                loss = F.mse_loss(model(xb), yb)
+                loss = criterion(model(xb), yb)
                 loss.backward()
                 optimizer.step()
             losses.append(loss.detach())
         with torch.no_grad():
-            mse = F.mse_loss(model(x), y)
+            mse = criterion(model(x), y)
         epoch_mse.append(mse)
         if not math.isfinite(mse.item()):  # the one wait per epoch; .item() is the cheapest on a CPU
             break
@@ -319,12 +337,13 @@ def _train_full_batch(prepared: Prepared) -> SeedFit:
     the work per epoch where an epoch is a single step.
     """
     model, optimizer, x, y = prepared.model, prepared.optimizer, prepared.x, prepared.y
+    criterion = prepared.scenario.problem.loss
     losses: list[torch.Tensor] = []
 
     start = time.perf_counter()
     for _ in range(prepared.scenario.epochs):
         optimizer.zero_grad()
-        loss = F.mse_loss(model(x), y)
+        loss = criterion(model(x), y)
         losses.append(loss.detach())
         if not math.isfinite(loss.item()):
             break  # the epoch before ended non-finite: stop where the batched loop stops
@@ -332,7 +351,7 @@ def _train_full_batch(prepared: Prepared) -> SeedFit:
         optimizer.step()
     else:
         with torch.no_grad():
-            losses.append(F.mse_loss(model(x), y))
+            losses.append(criterion(model(x), y))
     epoch_mse = torch.stack(losses)
     return _finish(prepared, start, epoch_mse[:-1], epoch_mse)
 

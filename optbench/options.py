@@ -10,7 +10,8 @@ import argparse
 from collections.abc import Callable, Iterable
 
 from optbench.devices import parse_device
-from optbench.registry import BATCH_SIZES, IMPLS
+from optbench.problems import LINE
+from optbench.registry import IMPLS
 from optbench.scenario import DTYPES
 
 AddOption = Callable[..., object]
@@ -37,9 +38,10 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
     addoption(
         f"--{prefix}batch-sizes",
         type=parse_batch_sizes,
-        default=BATCH_SIZES,
+        default=None,
         metavar="SIZES",
-        help=f"comma-separated batch sizes (default: {','.join(map(str, BATCH_SIZES))})",
+        help="comma-separated batch sizes (default: each problem's own; the line's are "
+        f"{','.join(map(str, LINE.batch_sizes))})",
     )
     addoption(
         f"--{prefix}dtypes",

@@ -27,10 +27,12 @@ from optbench.options import (
     add_matrix_options,
     parse_devices,
     parse_impls,
+    parse_names,
     parse_seed,
     parse_seeds,
     parse_shard,
 )
+from optbench.problems import PROBLEMS
 from optbench.record import SCHEMA_VERSION, Record
 from optbench.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.results import ResultsError, read_baseline
@@ -49,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """Adds the ``--optbench-*`` options."""
     group = parser.getgroup("optbench", "optbench: the optimizer benchmark matrix")
     add_matrix_options(group.addoption, prefix="optbench-")
+    group.addoption(
+        "--optbench-problems",
+        type=parse_names,
+        default=None,
+        metavar="NAMES",
+        help=f"comma-separated problems to train on (default: every registered one: {', '.join(PROBLEMS)})",
+    )
     group.addoption(
         "--optbench-optimizer",
         action="append",
@@ -172,6 +181,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"--optbench-optimizers: unknown optimizer {name!r}; choose from {', '.join(registry)}"
             )
     config.stash[REGISTRY_KEY] = registry
+    for name in config.getoption("optbench_problems") or ():
+        if name not in PROBLEMS:
+            raise pytest.UsageError(
+                f"--optbench-problems: unknown problem {name!r}; choose from {', '.join(PROBLEMS)}"
+            )
     baseline = config.getoption("optbench_baseline")
     try:
         config.stash[BASELINE_KEY] = read_baseline(baseline) if baseline is not None else None
@@ -183,7 +197,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrises tests that use the ``scenario`` fixture over the selected matrix.
 
     ``impl`` and ``dtype`` become parameters only when ``--optbench-impl`` and
-    ``--optbench-dtypes`` are given, so the default matrix keeps its ids.
+    ``--optbench-dtypes`` are given, and ``problem`` only when ``--optbench-problems``
+    is given or more than one problem is registered, so the default matrix keeps
+    its ids and parameters.
     """
     if "scenario" not in metafunc.fixturenames:
         return
@@ -192,10 +208,35 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = config.getoption("optbench_optimizers") or tuple(registry)
     impls = config.getoption("optbench_impl")
     dtypes = config.getoption("optbench_dtypes")
+    chosen = config.getoption("optbench_problems")
+    problems = chosen or tuple(PROBLEMS)
+    crossed = chosen is not None or len(problems) > 1  # else the `problem` fixture gives the default
+    cases = []
+    for problem in problems:
+        cases += _cases(config, registry, names, problem if crossed else None, impls, dtypes)
+    arguments = (
+        (["problem"] if crossed else [])
+        + ["optimizer", "batch_size", "device"]
+        + (["impl"] if impls else [])
+        + (["dtype"] if dtypes else [])
+    )
+    metafunc.parametrize(arguments, cases)
+
+
+def _cases(
+    config: pytest.Config,
+    registry: Registry,
+    names: Sequence[str],
+    problem: str | None,
+    impls: Sequence[str] | None,
+    dtypes: Sequence[str] | None,
+) -> list[Any]:
+    """The matrix's cases on one problem (``None``: the default, not a parameter), with their marks."""
+    spec = PROBLEMS.default if problem is None else PROBLEMS[problem]
     cases = []
     for name, batch_size, device, impl, dtype in itertools.product(
         names,
-        config.getoption("optbench_batch_sizes"),
+        config.getoption("optbench_batch_sizes") or spec.batch_sizes,
         config.getoption("optbench_devices"),
         impls or ("",),
         dtypes or ("float32",),
@@ -210,13 +251,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         expected = info.expected_failure(batch_size, dtype)
         if expected is not None:
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
-        case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype).id
+        case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=spec).id
         values = [name, batch_size, device] + ([impl] if impls else []) + ([dtype] if dtypes else [])
+        values = values if problem is None else [problem, *values]
         cases.append(pytest.param(*values, id=case_id, marks=marks))
-    arguments = (
-        ["optimizer", "batch_size", "device"] + (["impl"] if impls else []) + (["dtype"] if dtypes else [])
-    )
-    metafunc.parametrize(arguments, cases)
+    return cases
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -289,6 +328,12 @@ def impl() -> str:
 
 
 @pytest.fixture
+def problem() -> str:
+    """This case's problem: the default (the line) unless ``--optbench-problems`` picks problems."""
+    return PROBLEMS.default.name
+
+
+@pytest.fixture
 def dtype() -> str:
     """The dtype of this case; ``float32`` unless ``--optbench-dtypes`` is given."""
     return "float32"
@@ -296,6 +341,7 @@ def dtype() -> str:
 
 @pytest.fixture
 def scenario(
+    problem: str,
     optimizer: str,
     batch_size: int,
     device: str,
@@ -305,10 +351,18 @@ def scenario(
     optbench_seed: int,
     optbench_seeds: int | None,
 ) -> Scenario:
-    """The registry's scenario for this test's optimizer, batch size, device, implementation and dtype."""
+    """The registry's scenario for this case's problem, optimizer, batch size, device, impl and dtype."""
     info = optbench_registry[optimizer]
     seeds = info.auto_seeds(dtype) if optbench_seeds is None else optbench_seeds
-    return info.scenario(batch_size, device=device, seed=optbench_seed, seeds=seeds, impl=impl, dtype=dtype)
+    return info.scenario(
+        batch_size,
+        device=device,
+        seed=optbench_seed,
+        seeds=seeds,
+        impl=impl,
+        dtype=dtype,
+        problem=PROBLEMS[problem],
+    )
 
 
 @pytest.fixture

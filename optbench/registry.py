@@ -11,17 +11,17 @@ from typing import Any
 import torch
 
 from optbench import replicas
-from optbench.dataset import TUTORIAL_SIZE
+from optbench.problems import LINE
 from optbench.scenario import OptimizerFactory, Scenario
 from optbench.split import MatrixSplit
 
-BATCH_SIZES = (1, 10, 50, TUTORIAL_SIZE)
-"""The default matrix's batch sizes; 100 is the whole dataset (full batch)."""
+BATCH_SIZES = LINE.batch_sizes
+"""The default matrix's batch sizes, the line's: 100 is the whole dataset (full batch)."""
 
-EPOCHS = MappingProxyType({1: 20, 10: 20, 50: 100, 100: 100})
-"""Epochs per batch size in the default matrix: large batches take few steps per epoch."""
+EPOCHS = LINE.epochs
+"""Epochs per batch size in the default matrix, the line's: large batches take few steps per epoch."""
 
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = LINE.default_epochs
 """Epochs for a batch size not in ``EPOCHS``."""
 
 IMPLS = ("forloop", "foreach", "fused")

@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from optbench.problems import Loss
 from optbench.scenario import OptimizerFactory, OptimizerLike
 
 Graph = Callable[..., tuple[torch.Tensor, ...]]
@@ -100,6 +100,7 @@ def prepare(
     data: Sequence[tuple[torch.Tensor, torch.Tensor]],
     optimizer: OptimizerFactory,
     *,
+    loss: Loss,
     seeds: Sequence[int],
     batch_size: int,
     epochs: int,
@@ -107,6 +108,8 @@ def prepare(
     device: torch.device,
 ) -> Replicas:
     """Stacks K fresh models and K data sets on ``device``, builds the optimizer and traces the step.
+
+    A step minimises ``loss(model(x), y)``, the problem's loss, for every replica at once.
 
     Raises:
         NotVectorisableError: the models differ in structure or have buffers, the
@@ -128,12 +131,12 @@ def prepare(
     inputs = tuple(p.detach() for p in params)
     base = copy.deepcopy(models[0]).to("meta")
 
-    def loss(*tensors: torch.Tensor) -> torch.Tensor:
+    def objective(*tensors: torch.Tensor) -> torch.Tensor:
         state = dict(zip(names, tensors[:-2], strict=True))
-        return F.mse_loss(functional_call(base, state, (tensors[-2],)), tensors[-1])
+        return loss(functional_call(base, state, (tensors[-2],)), tensors[-1])
 
     def step(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        grads, value = grad_and_value(loss, argnums=tuple(range(len(names))))(*tensors)
+        grads, value = grad_and_value(objective, argnums=tuple(range(len(names))))(*tensors)
         return (*grads, value)
 
     size = x.shape[1]
@@ -145,7 +148,7 @@ def prepare(
                 length: make_fx(vmap(step))(*inputs, x[:, :length].contiguous(), y[:, :length].contiguous())
                 for length in lengths
             }
-            mse_graph = make_fx(vmap(loss))(*inputs, x, y)
+            mse_graph = make_fx(vmap(objective))(*inputs, x, y)
     except Exception as error:  # vmap and tracing fail in many ways, all meaning "not stackable"
         reason = f"{type(error).__name__}: {error}"
         raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None

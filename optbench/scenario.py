@@ -1,4 +1,4 @@
-"""A scenario: one optimizer on one dataset, batch size, device and seed."""
+"""A scenario: one optimizer on one problem, batch size, device, dtype and seed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
-from optbench.dataset import LineDataset
 from optbench.devices import parse_device
-from optbench.model import ModelFactory, linear
+from optbench.model import ModelFactory
+from optbench.problems import PROBLEMS, Problem
 
 
 class OptimizerLike(Protocol):
@@ -60,9 +60,12 @@ class Scenario:
             train as replicas of one vectorised run (``optbench.replicas``);
             otherwise they train one after another. Either way each seed's
             result is the same.
-        dataset: a dataset factory taking the seed (the tutorial's line by
-            default), or a fixed map-style ``Dataset`` of ``(x, y)`` pairs.
-        model: builds the model from a seed (``nn.Linear(1, 1)`` by default).
+        problem: what to train on (``optbench.problems``): its data, model, loss
+            and reference solution; the tutorial's line by default. Ids of
+            scenarios on any other problem end in ``-<problem>``.
+        dataset: instead of the problem's data, a dataset factory taking the
+            seed, or a fixed map-style ``Dataset`` of ``(x, y)`` pairs.
+        model: instead of the problem's model, a factory taking a seed.
         hyperparams: what the optimizer factory was bound with, for the record.
     """
 
@@ -77,8 +80,9 @@ class Scenario:
     needs_closure: bool = False
     elementwise: bool = False
     dtype: str = "float32"
-    dataset: DatasetFactory | Dataset = LineDataset
-    model: ModelFactory = linear
+    problem: Problem = PROBLEMS.default
+    dataset: DatasetFactory | Dataset | None = None
+    model: ModelFactory | None = None
     hyperparams: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ class Scenario:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"scenario {attribute} must be a positive integer, got {value!r}")
         parse_device(self.device)
+        if not isinstance(self.problem, Problem):
+            raise ValueError(f"scenario problem must be a Problem (optbench.problems), got {self.problem!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"scenario dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
@@ -96,9 +102,11 @@ class Scenario:
     def id(self) -> str:
         """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key.
 
-        A dtype other than float32 ends it (``adam-bs10-cpu-float64``).
+        A problem other than the default, then a dtype other than float32, end it
+        (``adam-bs10-cpu-float64``).
         """
-        suffix = "" if self.dtype == "float32" else f"-{self.dtype}"
+        suffix = "" if self.problem.name == PROBLEMS.default.name else f"-{self.problem.name}"
+        suffix += "" if self.dtype == "float32" else f"-{self.dtype}"
         return f"{self.name}-bs{self.batch_size}-{self.device.replace(':', '')}{suffix}"
 
     @property

@@ -1,0 +1,12 @@
+"""The problems optimizers are judged on, as data: ``PROBLEMS``, whose first entry is the default.
+
+Each problem is one module here and one entry in the table.
+"""
+
+from optbench.problems.base import Data, Loss, Problem, Problems, Reference, UnknownProblemError
+from optbench.problems.line import LINE
+
+PROBLEMS = Problems((LINE,))
+"""Every registered problem; ``line`` (the tutorial's) comes first and is the default."""
+
+__all__ = ["LINE", "PROBLEMS", "Data", "Loss", "Problem", "Problems", "Reference", "UnknownProblemError"]

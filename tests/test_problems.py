@@ -1,0 +1,107 @@
+"""Problems as data: the table, the line as its first entry, the engine training what a problem says."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optbench import OPTIMIZERS, LineDataset, least_squares, prepare, run
+from optbench.problems import LINE, PROBLEMS, Problems, UnknownProblemError
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
+
+# The line, judged by its mean absolute error instead: the same data and model, another loss.
+ABSOLUTE = replace(LINE, name="line_l1", loss=F.l1_loss)
+
+
+def test_the_line_is_the_first_and_default_problem():
+    assert next(iter(PROBLEMS)) == "line" and PROBLEMS.default is LINE is PROBLEMS["line"]
+    with pytest.raises(UnknownProblemError, match=r"^unknown problem 'nosuch'; choose from line$"):
+        PROBLEMS["nosuch"]
+
+
+def test_a_problem_table_refuses_no_problems_and_a_name_twice():
+    with pytest.raises(ValueError, match="at least one problem"):
+        Problems(())
+    with pytest.raises(ValueError, match="share a name"):
+        Problems((LINE, LINE))
+    with pytest.raises(ValueError, match="must be lower-case"):
+        replace(LINE, name="Line")
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_line_is_the_tutorials_data_and_its_exact_least_squares(seed):
+    x, y = LINE.data(seed)
+    dataset = LineDataset(seed)
+    assert torch.equal(x, dataset.x) and torch.equal(y, dataset.y)
+    reference, exact = LINE.reference(x, y), least_squares(x, y)
+    assert (reference.loss, reference.params) == (exact.mse, (exact.slope, exact.intercept))
+    assert LINE.truth == (dataset.slope, dataset.intercept) == (-5.0, 1.0)
+    assert [LINE.epochs_for(bs) for bs in LINE.batch_sizes] == [20, 20, 100, 100]
+
+
+def test_ids_on_the_line_are_unchanged_and_other_problems_ids_carry_their_name():
+    adam = OPTIMIZERS["adam"]
+    assert adam.scenario(10).id == "adam-bs10-cpu" == adam.scenario(10, problem=LINE).id
+    assert adam.scenario(10, problem=ABSOLUTE).id == "adam-bs10-cpu-line_l1"
+    assert adam.scenario(10, problem=ABSOLUTE, dtype="float64").id == "adam-bs10-cpu-line_l1-float64"
+    with pytest.raises(ValueError, match=r"problem must be a Problem \(optbench.problems\), got 'line'"):
+        adam.scenario(10, problem="line")
+
+
+@pytest.mark.parametrize(("name", "seeds", "how"), [("sgd", 1, "one"), ("adam", 3, "vectorised")])
+def test_the_engine_trains_and_measures_with_the_problems_loss(name, seeds, how):
+    scenario = OPTIMIZERS[name].scenario(10, epochs=3, seeds=seeds, problem=ABSOLUTE)
+    ready = prepare(replace(scenario, seeds=1))
+    x, y = ready.x, ready.y
+    with torch.no_grad():
+        start = F.l1_loss(ready.model(x), y).item()
+    record = run(scenario)
+    assert record["seed_runs"] == how
+    assert record["epoch_mse"][0] == pytest.approx(start, rel=1e-6)
+    assert record["epoch_mse"][0] != pytest.approx(F.mse_loss(ready.model(x), y).item(), rel=1e-3)
+    # Replicas step on the problem's loss too: each seed ends where it ends alone.
+    alone = run(replace(scenario, seeds=1))
+    assert record["epoch_mse"] == alone["epoch_mse"] and record["slope"] == alone["slope"]
+
+
+def test_a_problem_builds_its_own_model():
+    def wide(seed: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.Linear(4, 1))
+
+    ready = prepare(OPTIMIZERS["sgd"].scenario(100, problem=replace(LINE, name="wide", model=wide)))
+    assert [tuple(p.shape) for p in ready.model.parameters()] == [(4, 1), (4,), (1, 4), (1,)]
+
+
+@pytest.fixture
+def matrix(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    return pytester
+
+
+def test_choosing_the_line_keeps_the_ids_and_saves_the_problem_as_a_parameter(matrix):
+    result = matrix.runpytest(
+        "--optbench-problems=line",
+        "--optbench-optimizers=sgd",
+        "--optbench-batch-sizes=100",
+        "--benchmark-min-rounds=1",
+        "--benchmark-json=out.json",
+        *CPU,
+    )
+    result.assert_outcomes(passed=1)
+    (bench,) = json.loads((matrix.path / "out.json").read_text())["benchmarks"]
+    assert bench["name"] == "test_converges[sgd-bs100-cpu]" and bench["extra_info"]["id"] == "sgd-bs100-cpu"
+    assert bench["params"] == {"problem": "line", "optimizer": "sgd", "batch_size": 100, "device": "cpu"}
+
+
+def test_an_unknown_problem_is_a_one_line_usage_error(matrix):
+    result = matrix.runpytest("--optbench-problems=line,nosuch", *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --optbench-problems: unknown problem 'nosuch'; choose from line"])

@@ -360,3 +360,24 @@ def test_a_pyproject_whose_optbench_entry_is_not_a_table_is_one_line(tmp_path):
     path.write_text("[tool]\noptbench = 1\n")
     with pytest.raises(specs.SpecError, match=r"must be a table of tables"):
         specs.from_pyproject(path)
+
+
+def test_choosing_the_line_keeps_the_ids_and_saves_the_problem_as_a_parameter(matrix):
+    result = matrix.runpytest(
+        "--optbench-problems=line",
+        "--optbench-optimizers=sgd",
+        "--optbench-batch-sizes=100",
+        "--benchmark-min-rounds=1",
+        "--benchmark-json=out.json",
+        *CPU,
+    )
+    result.assert_outcomes(passed=1)
+    (bench,) = json.loads((matrix.path / "out.json").read_text())["benchmarks"]
+    assert bench["name"] == "test_converges[sgd-bs100-cpu]" and bench["extra_info"]["id"] == "sgd-bs100-cpu"
+    assert bench["params"] == {"problem": "line", "optimizer": "sgd", "batch_size": 100, "device": "cpu"}
+
+
+def test_an_unknown_problem_is_a_one_line_usage_error(matrix):
+    result = matrix.runpytest("--optbench-problems=line,nosuch", *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --optbench-problems: unknown problem 'nosuch'; choose from line"])

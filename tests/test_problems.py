@@ -1,8 +1,6 @@
 """Problems as data: the table, the line as its first entry, the engine training what a problem says."""
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +8,6 @@ import torch.nn.functional as F
 
 from optbench import OPTIMIZERS, LineDataset, least_squares, prepare, run
 from optbench.problems import LINE, PROBLEMS, Problems, UnknownProblemError
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
 
 # The line, judged by its mean absolute error instead: the same data and model, another loss.
 ABSOLUTE = replace(LINE, name="line_l1", loss=F.l1_loss)
@@ -77,31 +72,3 @@ def test_a_problem_builds_its_own_model():
 
     ready = prepare(OPTIMIZERS["sgd"].scenario(100, problem=replace(LINE, name="wide", model=wide)))
     assert [tuple(p.shape) for p in ready.model.parameters()] == [(4, 1), (4,), (1, 4), (1,)]
-
-
-@pytest.fixture
-def matrix(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
-    return pytester
-
-
-def test_choosing_the_line_keeps_the_ids_and_saves_the_problem_as_a_parameter(matrix):
-    result = matrix.runpytest(
-        "--optbench-problems=line",
-        "--optbench-optimizers=sgd",
-        "--optbench-batch-sizes=100",
-        "--benchmark-min-rounds=1",
-        "--benchmark-json=out.json",
-        *CPU,
-    )
-    result.assert_outcomes(passed=1)
-    (bench,) = json.loads((matrix.path / "out.json").read_text())["benchmarks"]
-    assert bench["name"] == "test_converges[sgd-bs100-cpu]" and bench["extra_info"]["id"] == "sgd-bs100-cpu"
-    assert bench["params"] == {"problem": "line", "optimizer": "sgd", "batch_size": 100, "device": "cpu"}
-
-
-def test_an_unknown_problem_is_a_one_line_usage_error(matrix):
-    result = matrix.runpytest("--optbench-problems=line,nosuch", *CPU)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --optbench-problems: unknown problem 'nosuch'; choose from line"])

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from optbench.problems import Problem
 from optbench.registry import OptimizerInfo
 
 
@@ -21,4 +22,17 @@ def pytest_optbench_optimizers() -> Iterable[OptimizerInfo]:
 
         def pytest_optbench_optimizers():
             return [OptimizerInfo("mysgd", None, MySGD, defaults={"lr": 0.01})]
+    """
+
+
+@pytest.hookspec
+def pytest_optbench_problems() -> Iterable[Problem]:
+    """Return problems to add to the problem table for this run (``optbench.problems``).
+
+    They join the default matrix, whose ids then carry each problem's name, and
+    ``--optbench-problems``. A name already in the table, or two entries with one
+    name, is a usage error. Implement it in the root ``conftest.py`` (or a plugin)::
+
+        def pytest_optbench_problems():
+            return [dataclasses.replace(LINE, name="quiet", data=quiet_line)]
     """

@@ -32,13 +32,14 @@ from optbench.options import (
     parse_seeds,
     parse_shard,
 )
-from optbench.problems import PROBLEMS
+from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record
 from optbench.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import Scenario
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
+PROBLEMS_KEY = pytest.StashKey[Problems]()
 BASELINE_KEY = pytest.StashKey["Mapping[str, Mapping[str, Any]] | None"]()
 
 
@@ -168,24 +169,32 @@ def _refuse_saving_under_xdist(config: pytest.Config) -> None:
         )
 
 
+def _check_names(config: pytest.Config, option: str, what: str, known: Mapping[str, object]) -> None:
+    """Stops the run with one line when ``--optbench-<option>`` names something ``known`` lacks."""
+    for name in config.getoption(f"optbench_{option}") or ():
+        if name not in known:
+            raise pytest.UsageError(
+                f"--optbench-{option}: unknown {what} {name!r}; choose from {', '.join(known)}"
+            )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Builds this run's registry and checks ``--optbench-optimizers`` against it."""
+    """Builds this run's registry and problem table and checks the names chosen from them."""
     _refuse_saving_under_xdist(config)
     try:
         registry = OPTIMIZERS.with_entries(added_optimizers(config), replace=True)
     except ValueError as error:
         raise pytest.UsageError(f"added optimizers: {error}; give each a name of its own") from None
-    for name in config.getoption("optbench_optimizers") or ():
-        if name not in registry:
-            raise pytest.UsageError(
-                f"--optbench-optimizers: unknown optimizer {name!r}; choose from {', '.join(registry)}"
-            )
+    _check_names(config, "optimizers", "optimizer", registry)
     config.stash[REGISTRY_KEY] = registry
-    for name in config.getoption("optbench_problems") or ():
-        if name not in PROBLEMS:
-            raise pytest.UsageError(
-                f"--optbench-problems: unknown problem {name!r}; choose from {', '.join(PROBLEMS)}"
-            )
+    try:
+        problems = PROBLEMS.with_entries(
+            itertools.chain.from_iterable(config.hook.pytest_optbench_problems())
+        )
+    except ValueError as error:
+        raise pytest.UsageError(f"pytest_optbench_problems: {error}") from None
+    _check_names(config, "problems", "problem", problems)
+    config.stash[PROBLEMS_KEY] = problems
     baseline = config.getoption("optbench_baseline")
     try:
         config.stash[BASELINE_KEY] = read_baseline(baseline) if baseline is not None else None
@@ -208,12 +217,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = config.getoption("optbench_optimizers") or tuple(registry)
     impls = config.getoption("optbench_impl")
     dtypes = config.getoption("optbench_dtypes")
+    table = config.stash[PROBLEMS_KEY]
     chosen = config.getoption("optbench_problems")
-    problems = chosen or tuple(PROBLEMS)
+    problems = [table[name] for name in chosen or table]
     crossed = chosen is not None or len(problems) > 1  # else the `problem` fixture gives the default
     cases = []
     for problem in problems:
-        cases += _cases(config, registry, names, problem if crossed else None, impls, dtypes)
+        cases += _cases(config, registry, names, problem, crossed, impls, dtypes)
     arguments = (
         (["problem"] if crossed else [])
         + ["optimizer", "batch_size", "device"]
@@ -227,12 +237,12 @@ def _cases(
     config: pytest.Config,
     registry: Registry,
     names: Sequence[str],
-    problem: str | None,
+    spec: Problem,
+    crossed: bool,
     impls: Sequence[str] | None,
     dtypes: Sequence[str] | None,
 ) -> list[Any]:
-    """The matrix's cases on one problem (``None``: the default, not a parameter), with their marks."""
-    spec = PROBLEMS.default if problem is None else PROBLEMS[problem]
+    """The matrix's cases on one problem, with their marks; ``crossed``: the problem is a parameter."""
     cases = []
     for name, batch_size, device, impl, dtype in itertools.product(
         names,
@@ -253,7 +263,7 @@ def _cases(
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
         case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=spec).id
         values = [name, batch_size, device] + ([impl] if impls else []) + ([dtype] if dtypes else [])
-        values = values if problem is None else [problem, *values]
+        values = [spec.name, *values] if crossed else values
         cases.append(pytest.param(*values, id=case_id, marks=marks))
     return cases
 
@@ -329,8 +339,14 @@ def impl() -> str:
 
 @pytest.fixture
 def problem() -> str:
-    """This case's problem: the default (the line) unless ``--optbench-problems`` picks problems."""
+    """This case's problem: the default (the line) unless problems are added or picked."""
     return PROBLEMS.default.name
+
+
+@pytest.fixture
+def optbench_problems(request: pytest.FixtureRequest) -> Problems:
+    """The problem table for this run: ``PROBLEMS`` plus ``pytest_optbench_problems`` entries."""
+    return request.config.stash[PROBLEMS_KEY]
 
 
 @pytest.fixture
@@ -348,6 +364,7 @@ def scenario(
     impl: str,
     dtype: str,
     optbench_registry: Registry,
+    optbench_problems: Problems,
     optbench_seed: int,
     optbench_seeds: int | None,
 ) -> Scenario:
@@ -361,7 +378,7 @@ def scenario(
         seeds=seeds,
         impl=impl,
         dtype=dtype,
-        problem=PROBLEMS[problem],
+        problem=optbench_problems[problem],
     )
 
 

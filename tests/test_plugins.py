@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from optbench import OPTIMIZERS, plugin, prepare, specs, train
+from optbench.gate import main as gate
 from optbench.report import main as report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,3 +382,54 @@ def test_an_unknown_problem_is_a_one_line_usage_error(matrix):
     result = matrix.runpytest("--optbench-problems=line,nosuch", *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --optbench-problems: unknown problem 'nosuch'; choose from line"])
+
+
+QUIET_PROBLEM = """
+import dataclasses
+
+from optbench import LINE, LineDataset
+
+pytest_plugins = ("optbench.plugin",)
+
+
+def quiet(seed):
+    data = LineDataset(seed, noise=0.1)
+    return data.x, data.y
+
+
+def pytest_optbench_problems():
+    return [dataclasses.replace(LINE, name="quiet", data=quiet)]
+"""
+
+
+def test_a_problem_from_a_conftest_joins_the_matrix_the_report_and_the_gate(pytester, tmp_path, capsys):
+    pytester.makeconftest(QUIET_PROBLEM)
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    options = ("--optbench-optimizers=sgd", "--optbench-batch-sizes=100", "--benchmark-min-rounds=1", *CPU)
+    result = pytester.runpytest(*options, "--benchmark-json=run.json", "-v")
+    result.stdout.fnmatch_lines(
+        ["*test_converges?sgd-bs100-cpu? PASSED*", "*test_converges?sgd-bs100-cpu-quiet? PASSED*"]
+    )
+    saved = json.loads((pytester.path / "run.json").read_text())["benchmarks"]
+    params = {bench["extra_info"]["id"]: bench["params"]["problem"] for bench in saved}
+    assert params == {"sgd-bs100-cpu": "line", "sgd-bs100-cpu-quiet": "quiet"}
+    quiet = next(bench["extra_info"] for bench in saved if bench["params"]["problem"] == "quiet")
+    assert quiet["optimum_mse"] < 0.02  # a quarter of the line's noise: about a sixteenth of its MSE
+    run = str(pytester.path / "run.json")
+    assert report([run, "--out", str(tmp_path / "report")]) == 0
+    assert set(pd.read_csv(tmp_path / "report" / "summary.csv").id) == set(params)
+    capsys.readouterr()  # what the runs above printed
+    assert gate(["--baseline", run, "--candidate", run]) == 0
+    assert capsys.readouterr().out.strip() == "no scenario changed"
+    only = pytester.runpytest(*options, "--optbench-problems=quiet", "--benchmark-disable", "-v")
+    only.stdout.fnmatch_lines(["*test_converges?sgd-bs100-cpu-quiet? PASSED*"])
+    only.assert_outcomes(passed=1)
+
+
+def test_an_added_problem_with_a_taken_name_is_a_one_line_usage_error(pytester):
+    pytester.makeconftest(QUIET_PROBLEM.replace('name="quiet"', 'name="line"'))
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    result = pytester.runpytest(*CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = "problem 'line' is already in the table; give yours a name of its own"
+    result.stderr.fnmatch_lines([f"ERROR: pytest_optbench_problems: {message}"])

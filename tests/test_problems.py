@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from optbench import OPTIMIZERS, LineDataset, least_squares, prepare, run
 from optbench.problems import LINE, PROBLEMS, Problems, UnknownProblemError
 
-# The line, judged by its mean absolute error instead: the same data and model, another loss.
+# The line's data and model under another loss, to see which loss the engine steps on; its reference
+# (least squares) is not that loss's optimum, so only the loss path is checked with it.
 ABSOLUTE = replace(LINE, name="line_l1", loss=F.l1_loss)
 
 
@@ -22,8 +23,17 @@ def test_the_line_is_the_first_and_default_problem():
 def test_a_problem_table_refuses_no_problems_and_a_name_twice():
     with pytest.raises(ValueError, match="at least one problem"):
         Problems(())
-    with pytest.raises(ValueError, match="share a name"):
+    with pytest.raises(
+        ValueError, match=r"^two problems share the name 'line'; give each a name of its own$"
+    ):
         Problems((LINE, LINE))
+    with pytest.raises(ValueError, match=r"^problem 'line' is already in the table; give yours a name"):
+        PROBLEMS.with_entries([LINE])
+    with pytest.raises(
+        ValueError, match=r"^'line' is not a Problem; return optbench.problems.Problem values$"
+    ):
+        PROBLEMS.with_entries(["line"])
+    assert list(PROBLEMS.with_entries([ABSOLUTE])) == ["line", "line_l1"] and list(PROBLEMS) == ["line"]
     with pytest.raises(ValueError, match="must be lower-case"):
         replace(LINE, name="Line")
 

@@ -12,4 +12,4 @@ def test_the_python_api_example_runs(capsys):
     exec(compile(code, "README.md (Python API)", "exec"), {"__name__": "readme"})
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("converged ") and lines[1].startswith("vectorised 1.0 ")
-    assert lines[2:] == ["converged", "sgd-bs10-cpu-line_l1"]
+    assert lines[2:] == ["converged", "sgd-bs10-cpu-quiet"]

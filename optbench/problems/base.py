@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -86,7 +86,9 @@ class Problems(Mapping[str, Problem]):
             raise ValueError("a problem table needs at least one problem")
         self._problems = {problem.name: problem for problem in problems}
         if len(self._problems) != len(problems):
-            raise ValueError("two problems share a name")
+            names = [problem.name for problem in problems]
+            twice = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"two problems share the name {twice!r}; give each a name of its own")
 
     def __getitem__(self, name: str) -> Problem:
         try:
@@ -99,6 +101,21 @@ class Problems(Mapping[str, Problem]):
 
     def __len__(self) -> int:
         return len(self._problems)
+
+    def with_entries(self, problems: Iterable[Problem]) -> Problems:
+        """A new table with ``problems`` after these.
+
+        Raises:
+            ValueError: an entry is not a ``Problem``, or two entries share a name.
+        """
+        added = list(problems)
+        for problem in added:
+            if not isinstance(problem, Problem):
+                raise ValueError(f"{problem!r} is not a Problem; return optbench.problems.Problem values")
+        taken = [problem.name for problem in added if problem.name in self._problems]
+        if taken:
+            raise ValueError(f"problem {taken[0]!r} is already in the table; give yours a name of its own")
+        return Problems((*self._problems.values(), *added))
 
     @property
     def default(self) -> Problem:

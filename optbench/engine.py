@@ -203,15 +203,6 @@ def _downsample(losses: torch.Tensor, max_points: int) -> tuple[torch.Tensor, in
     return losses.view(-1, stride, *losses.shape[1:]).nanmean(dim=1), stride
 
 
-def _line(model: nn.Module) -> tuple[float, float]:
-    """A one-in, one-out model's values at x = 0 and x = 1."""
-    parameter = next(model.parameters())
-    probe = torch.tensor([[0.0], [1.0]], device=parameter.device, dtype=parameter.dtype)
-    with torch.no_grad():
-        at0, at1 = model(probe).reshape(-1).tolist()
-    return at0, at1
-
-
 @dataclass
 class SeedFit:
     """What one seed's training left, on the host: the record is built from it, untimed."""
@@ -222,8 +213,8 @@ class SeedFit:
     epoch_values: list[float]
     losses: torch.Tensor
     """Every step's loss (on the device for a one-model run)."""
-    line: tuple[float, float]
-    """The fitted model's value at x = 0 and at x = 1."""
+    measured: dict[str, float]
+    """The problem's own measurements of the trained model (the line's slope and intercept)."""
     optimum: Reference
     targets: tuple[float, float]
 
@@ -240,7 +231,7 @@ class Fitted:
 
 def _record(fit: SeedFit) -> dict[str, Any]:
     """One seed's fields of the record, with its status."""
-    scenario, (at0, at1), epoch_values = fit.scenario, fit.line, fit.epoch_values
+    scenario, epoch_values = fit.scenario, fit.epoch_values
     curve, stride = _downsample(fit.losses, MAX_CURVE_POINTS)
     record: dict[str, Any] = {
         "id": scenario.id,
@@ -256,8 +247,7 @@ def _record(fit: SeedFit) -> dict[str, Any]:
         "status": "diverged",
         "seconds": fit.seconds,
         "final_mse": finite_or_none(epoch_values[-1]),
-        "slope": finite_or_none(at1 - at0),
-        "intercept": finite_or_none(at0),
+        **{name: finite_or_none(value) for name, value in fit.measured.items()},
         "optimum_mse": fit.optimum.loss,
         "optimum_slope": fit.optimum.params[0],
         "optimum_intercept": fit.optimum.params[1],
@@ -370,7 +360,7 @@ def _finish(
         seconds=seconds,
         epoch_values=epoch_values,
         losses=epoch_mse[:0] if losses is None else losses,
-        line=_line(prepared.model),
+        measured=prepared.scenario.problem.measure(prepared.model),
         optimum=prepared.optimum,
         targets=(prepared.target_slope, prepared.target_intercept),
     )
@@ -380,6 +370,7 @@ def _fit_vectorised(ready: Vectorised) -> Fitted:
     trace = replicas.train(ready.replicas)
     per_epoch = math.ceil(ready.replicas.x.shape[1] / ready.replicas.batch_size)
     seeds = []
+    measure = ready.scenario.problem.measure
     for index, single in enumerate(seed_scenarios(ready.scenario)):
         steps = min(trace.epochs_done[index] * per_epoch, trace.losses.shape[0])
         seeds.append(
@@ -388,7 +379,7 @@ def _fit_vectorised(ready: Vectorised) -> Fitted:
                 seconds=trace.seconds,
                 epoch_values=trace.epoch_mse[index],
                 losses=trace.losses[:steps, index],
-                line=trace.lines[index],
+                measured=measure(replicas.model(ready.replicas, index)),
                 optimum=ready.optima[index],
                 targets=ready.targets,
             )

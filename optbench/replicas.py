@@ -74,8 +74,10 @@ class Replicas:
     step_graphs: dict[int, Graph]
     """The traced step, by batch length (the last batch may be shorter)."""
     mse_graph: Graph
-    line: Callable[[], torch.Tensor]
-    """Each replica's model at x = 0 and x = 1, ``(K, 2)``."""
+    names: tuple[str, ...]
+    """The model's parameter names, in the order of ``params``."""
+    template: nn.Module
+    """A copy of the first model on the device, into which ``model`` loads one replica."""
     inputs: tuple[torch.Tensor, ...] = field(default=())
     """The parameters' tensors as the graphs take them (aliases of ``params``, updated with them)."""
 
@@ -91,8 +93,6 @@ class Trace:
     """Per replica: the full-data MSE before training and after each epoch it trained."""
     losses: torch.Tensor
     """``(steps, K)`` per-step losses on the host."""
-    lines: list[tuple[float, float]]
-    """Per replica: its fitted model's value at x = 0 and at x = 1."""
 
 
 def prepare(
@@ -153,16 +153,6 @@ def prepare(
         reason = f"{type(error).__name__}: {error}"
         raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
 
-    probe = torch.tensor([[0.0], [1.0]], device=device, dtype=params[0].dtype)
-
-    def line() -> torch.Tensor:
-        def one(*tensors: torch.Tensor) -> torch.Tensor:
-            state = dict(zip(names, tensors, strict=True))
-            return functional_call(base, state, (probe,)).reshape(-1)
-
-        with torch.no_grad():
-            return vmap(one)(*inputs)
-
     return Replicas(
         params=params,
         optimizer=optimizer(params),
@@ -174,7 +164,8 @@ def prepare(
         shuffle=shuffle,
         step_graphs=step_graphs,
         mse_graph=mse_graph,
-        line=line,
+        names=names,
+        template=copy.deepcopy(models[0]).to(device),
         inputs=inputs,
     )
 
@@ -215,10 +206,8 @@ def train(replicas: Replicas) -> Trace:
             epochs_done = epoch
             if not torch.isfinite(epoch_mse[epoch]).any():
                 break
-        lines = r.line()
     host_losses = torch.stack(losses).cpu() if losses else epoch_mse[:0].cpu()
     host_mse = epoch_mse[: epochs_done + 1].cpu()
-    host_lines = lines.cpu()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -233,8 +222,17 @@ def train(replicas: Replicas) -> Trace:
         epochs_done=done,
         epoch_mse=[host_mse[: done[k] + 1, k].tolist() for k in range(count)],
         losses=host_losses,
-        lines=[(float(at0), float(at1)) for at0, at1 in host_lines.tolist()],
     )
+
+
+def model(replicas: Replicas, index: int) -> nn.Module:
+    """Replica ``index`` as a model of its own: ``replicas.template`` holding that replica's parameters.
+
+    The template is reused, so the model is only valid until the next call.
+    """
+    state = {name: param[index] for name, param in zip(replicas.names, replicas.inputs, strict=True)}
+    replicas.template.load_state_dict(state)
+    return replicas.template
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

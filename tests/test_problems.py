@@ -82,3 +82,18 @@ def test_a_problem_builds_its_own_model():
 
     ready = prepare(OPTIMIZERS["sgd"].scenario(100, problem=replace(LINE, name="wide", model=wide)))
     assert [tuple(p.shape) for p in ready.model.parameters()] == [(4, 1), (4,), (1, 4), (1,)]
+
+
+@pytest.mark.parametrize(("name", "seeds", "how"), [("sgd", 1, "one"), ("adam", 3, "vectorised")])
+def test_the_record_keeps_what_the_problem_measures_of_each_seeds_model(name, seeds, how):
+    def weight_and_bias(model: torch.nn.Module) -> dict[str, float]:
+        return {"slope": 100 + model.weight.item(), "intercept": 100 + model.bias.item()}
+
+    problem = replace(LINE, name="offset", measure=weight_and_bias)
+    record = run(OPTIMIZERS[name].scenario(10, epochs=3, seeds=seeds, problem=problem))
+    plain = run(OPTIMIZERS[name].scenario(10, epochs=3, seeds=seeds))
+    assert record["seed_runs"] == plain["seed_runs"] == how
+    # Each seed's model, vectorised or not, is measured as its own: the weight is the line's slope.
+    for mine, line in zip(record["seed_slope"], plain["seed_slope"], strict=True):
+        assert mine - 100 == pytest.approx(line, abs=1e-5)
+    assert record["intercept"] - 100 == pytest.approx(plain["intercept"], abs=1e-5)

@@ -3,10 +3,20 @@
 Each problem is one module here and one entry in the table.
 """
 
-from optbench.problems.base import Data, Loss, Problem, Problems, Reference, UnknownProblemError
+from optbench.problems.base import Data, Loss, Measure, Problem, Problems, Reference, UnknownProblemError
 from optbench.problems.line import LINE
 
 PROBLEMS = Problems((LINE,))
 """Every registered problem; ``line`` (the tutorial's) comes first and is the default."""
 
-__all__ = ["LINE", "PROBLEMS", "Data", "Loss", "Problem", "Problems", "Reference", "UnknownProblemError"]
+__all__ = [
+    "LINE",
+    "PROBLEMS",
+    "Data",
+    "Loss",
+    "Measure",
+    "Problem",
+    "Problems",
+    "Reference",
+    "UnknownProblemError",
+]

@@ -17,6 +17,10 @@ Data = tuple[torch.Tensor, torch.Tensor]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss(prediction, target)``: the mean loss over a batch, as ``torch.nn.functional.mse_loss``."""
 
+Measure = Callable[[torch.nn.Module], dict[str, float]]
+"""``measure(model)``: a problem's own measurements of a trained model, by name (the line's slope
+and intercept)."""
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
@@ -44,6 +48,8 @@ class Problem:
         model: builds a fresh model from a seed (the seed draws its initialisation).
         loss: the loss a step minimises and the curves record.
         reference: the solution on one seed's data, exact or solved in float64.
+        measure: the problem's own measurements of a trained model, which the
+            record keeps under their names (NaN or infinite ones as ``None``).
         truth: the parameters the data were generated from, where known (the
             line's slope and intercept); ``None`` where only the reference is.
         batch_sizes: the default matrix's batch sizes; the data's size is full batch.
@@ -56,6 +62,7 @@ class Problem:
     model: ModelFactory
     loss: Loss
     reference: Callable[[torch.Tensor, torch.Tensor], Reference]
+    measure: Measure
     batch_sizes: tuple[int, ...]
     truth: tuple[float, ...] | None = None
     epochs: Mapping[int, int] = field(default_factory=dict)

@@ -22,12 +22,22 @@ def line_reference(x: torch.Tensor, y: torch.Tensor) -> Reference:
     return Reference(loss=fit.mse, params=(fit.slope, fit.intercept))
 
 
+def line_measure(model: torch.nn.Module) -> dict[str, float]:
+    """The line a one-in, one-out model draws: its slope and intercept, from its values at x = 0 and 1."""
+    parameter = next(model.parameters())
+    probe = torch.tensor([[0.0], [1.0]], device=parameter.device, dtype=parameter.dtype)
+    with torch.no_grad():
+        at0, at1 = model(probe).reshape(-1).tolist()
+    return {"slope": at1 - at0, "intercept": at0}
+
+
 LINE = Problem(
     name="line",
     data=line_data,
     model=linear,
     loss=F.mse_loss,
     reference=line_reference,
+    measure=line_measure,
     batch_sizes=(1, 10, 50, TUTORIAL_SIZE),
     truth=(TUTORIAL_SLOPE, TUTORIAL_INTERCEPT),
     # Large batches take few steps per epoch, so they get more epochs.

@@ -342,7 +342,12 @@ def dtypes_markdown(table: pd.DataFrame, command: str | None = None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m optbench.calibrate [--seeds N] [--out FILE]``."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__,
+        epilog="With --dtypes, each given dtype's cases are calibrated (docs/calibration-dtypes.md) "
+        "instead of the float32 bounds and tolerances (docs/calibration.md).",
+    )
     add_matrix_options(parser.add_argument)
     parser.add_argument("--seeds", type=int, default=200, help="seeds per combination (default 200)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all)")

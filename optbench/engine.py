@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -213,8 +214,10 @@ class SeedFit:
     epoch_values: list[float]
     losses: torch.Tensor
     """Every step's loss (on the device for a one-model run)."""
-    measured: dict[str, float]
-    """The problem's own measurements of the trained model (the line's slope and intercept)."""
+    model: Callable[[], nn.Module]
+    """This seed's trained model, for the problem to measure when the record is built (untimed).
+
+    A replica's model is rebuilt in a shared template, valid until the next replica's."""
     optimum: Reference
     targets: tuple[float, float]
 
@@ -227,6 +230,22 @@ class Fitted:
     seeds: list[SeedFit]
     seconds: float
     how: SeedRuns
+
+
+MEASURED = ("slope", "intercept")
+"""What a problem's ``measure`` must return: the fields the record (schema 2) keeps of a fit."""
+
+
+def _measure(scenario: Scenario, model: nn.Module) -> dict[str, float | None]:
+    """The problem's measurements of a trained model, checked against the record's fields."""
+    measured = scenario.problem.measure(model)
+    if not isinstance(measured, dict) or sorted(measured) != sorted(MEASURED):
+        got = sorted(measured) if isinstance(measured, dict) else type(measured).__name__
+        raise ValueError(
+            f"{scenario.id}: problem {scenario.problem.name!r} measured {got}; its measure must return "
+            f"a dict of exactly {', '.join(MEASURED)}, the fields the record keeps"
+        )
+    return {name: finite_or_none(measured[name]) for name in MEASURED}
 
 
 def _record(fit: SeedFit) -> dict[str, Any]:
@@ -247,7 +266,7 @@ def _record(fit: SeedFit) -> dict[str, Any]:
         "status": "diverged",
         "seconds": fit.seconds,
         "final_mse": finite_or_none(epoch_values[-1]),
-        **{name: finite_or_none(value) for name, value in fit.measured.items()},
+        **_measure(scenario, fit.model()),
         "optimum_mse": fit.optimum.loss,
         "optimum_slope": fit.optimum.params[0],
         "optimum_intercept": fit.optimum.params[1],
@@ -360,7 +379,7 @@ def _finish(
         seconds=seconds,
         epoch_values=epoch_values,
         losses=epoch_mse[:0] if losses is None else losses,
-        measured=prepared.scenario.problem.measure(prepared.model),
+        model=lambda: prepared.model,
         optimum=prepared.optimum,
         targets=(prepared.target_slope, prepared.target_intercept),
     )
@@ -370,7 +389,6 @@ def _fit_vectorised(ready: Vectorised) -> Fitted:
     trace = replicas.train(ready.replicas)
     per_epoch = math.ceil(ready.replicas.x.shape[1] / ready.replicas.batch_size)
     seeds = []
-    measure = ready.scenario.problem.measure
     for index, single in enumerate(seed_scenarios(ready.scenario)):
         steps = min(trace.epochs_done[index] * per_epoch, trace.losses.shape[0])
         seeds.append(
@@ -379,7 +397,7 @@ def _fit_vectorised(ready: Vectorised) -> Fitted:
                 seconds=trace.seconds,
                 epoch_values=trace.epoch_mse[index],
                 losses=trace.losses[:steps, index],
-                measured=measure(replicas.model(ready.replicas, index)),
+                model=partial(replicas.model, ready.replicas, index),
                 optimum=ready.optima[index],
                 targets=ready.targets,
             )

@@ -40,16 +40,15 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
         type=parse_batch_sizes,
         default=None,
         metavar="SIZES",
-        help="comma-separated batch sizes (default: each problem's own; the line's are "
-        f"{','.join(map(str, LINE.batch_sizes))})",
+        help=f"comma-separated batch sizes (default: the line's, {','.join(map(str, LINE.batch_sizes))}, "
+        "or each problem's own)",
     )
     addoption(
         f"--{prefix}dtypes",
         type=parse_dtypes,
         default=None,
         metavar="DTYPES",
-        help=f"comma-separated dtypes from {','.join(DTYPES)}; the ids of scenarios in any but float32 "
-        "end in -<dtype> (default: float32)",
+        help=f"comma-separated dtypes from {','.join(DTYPES)} (default: float32 alone)",
     )
 
 

@@ -36,7 +36,7 @@ from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record
 from optbench.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.results import ResultsError, read_baseline
-from optbench.scenario import Scenario
+from optbench.scenario import DTYPES, Scenario
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
 PROBLEMS_KEY = pytest.StashKey[Problems]()
@@ -193,6 +193,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ValueError as error:
         raise pytest.UsageError(f"pytest_optbench_problems: {error}") from None
+    for name in problems:
+        if name in DTYPES:  # its ids would read as the line's in that dtype
+            raise pytest.UsageError(
+                f"pytest_optbench_problems: problem name {name!r} is a dtype's; give the problem another"
+            )
     _check_names(config, "problems", "problem", problems)
     config.stash[PROBLEMS_KEY] = problems
     baseline = config.getoption("optbench_baseline")
@@ -237,7 +242,7 @@ def _cases(
     config: pytest.Config,
     registry: Registry,
     names: Sequence[str],
-    spec: Problem,
+    problem: Problem,
     crossed: bool,
     impls: Sequence[str] | None,
     dtypes: Sequence[str] | None,
@@ -246,7 +251,7 @@ def _cases(
     cases = []
     for name, batch_size, device, impl, dtype in itertools.product(
         names,
-        config.getoption("optbench_batch_sizes") or spec.batch_sizes,
+        config.getoption("optbench_batch_sizes") or problem.batch_sizes,
         config.getoption("optbench_devices"),
         impls or ("",),
         dtypes or ("float32",),
@@ -258,12 +263,12 @@ def _cases(
             marks.append(pytest.mark.skip(reason=reason))
         if impl and impl not in info.impls(device):
             marks.append(pytest.mark.skip(reason=f"{name} has no {impl} implementation on {device}"))
-        expected = info.expected_failure(batch_size, dtype)
+        expected = info.expected_failure(batch_size, dtype, problem)
         if expected is not None:
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
-        case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=spec).id
+        case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=problem).id
         values = [name, batch_size, device] + ([impl] if impls else []) + ([dtype] if dtypes else [])
-        values = [spec.name, *values] if crossed else values
+        values = [problem.name, *values] if crossed else values
         cases.append(pytest.param(*values, id=case_id, marks=marks))
     return cases
 

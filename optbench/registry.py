@@ -11,14 +11,14 @@ from typing import Any
 import torch
 
 from optbench import replicas
-from optbench.problems import LINE
+from optbench.problems import LINE, Problem
 from optbench.scenario import OptimizerFactory, Scenario
 from optbench.split import MatrixSplit
 
 BATCH_SIZES = LINE.batch_sizes
 """The default matrix's batch sizes, the line's: 100 is the whole dataset (full batch)."""
 
-EPOCHS = LINE.epochs
+EPOCHS = MappingProxyType(dict(LINE.epochs))
 """Epochs per batch size in the default matrix, the line's: large batches take few steps per epoch."""
 
 DEFAULT_EPOCHS = LINE.default_epochs
@@ -105,8 +105,15 @@ class OptimizerInfo:
         """The hyper-parameters this optimizer uses at ``batch_size``."""
         return {**self.defaults, **self.per_batch_size.get(batch_size, {})}
 
-    def expected_failure(self, batch_size: int, dtype: str = "float32") -> tuple[str, bool] | None:
-        """``(reason, strict)`` when ``batch_size`` in ``dtype`` may not converge, else ``None``."""
+    def expected_failure(
+        self, batch_size: int, dtype: str = "float32", problem: Problem = LINE
+    ) -> tuple[str, bool] | None:
+        """``(reason, strict)`` when ``batch_size`` in ``dtype`` may not converge, else ``None``.
+
+        The failures were measured on the line; on any other problem none is known.
+        """
+        if problem.name != LINE.name:
+            return None
         if batch_size in self.dtype_failures.get(dtype, {}):
             return self.dtype_failures[dtype][batch_size], True
         if batch_size in self.dtype_unreliable.get(dtype, {}):
@@ -117,9 +124,15 @@ class OptimizerInfo:
             return self.unreliable[batch_size], False
         return None
 
-    def epochs_for(self, batch_size: int) -> int:
-        """The epochs this optimizer gets at ``batch_size``."""
-        return self.epochs.get(batch_size, EPOCHS.get(batch_size, DEFAULT_EPOCHS))
+    def epochs_for(self, batch_size: int, problem: Problem = LINE) -> int:
+        """The epochs this optimizer gets at ``batch_size`` on ``problem``.
+
+        Its own ``epochs`` were tuned on the line, so they apply there; any other
+        problem gives its own default.
+        """
+        if problem.name != LINE.name:
+            return problem.epochs_for(batch_size)
+        return self.epochs.get(batch_size, LINE.epochs_for(batch_size))
 
     def impls(self, device: str = "cpu") -> tuple[str, ...]:
         """The implementations this optimizer has on ``device``.
@@ -168,6 +181,7 @@ class OptimizerInfo:
         ``impl`` (``forloop``, ``foreach`` or ``fused``) selects an implementation and
         names the scenario ``<name>.<impl>``; empty keeps torch's default choice.
         """
+        problem = overrides.get("problem", LINE)  # not a Problem: Scenario says so in one line
         hyperparams = self.hyperparams(batch_size)
         if impl:
             hyperparams.update(self.impl_hyperparams(impl))
@@ -176,7 +190,7 @@ class OptimizerInfo:
             "optimizer": partial(self.factory, **hyperparams),
             "batch_size": batch_size,
             "device": device,
-            "epochs": self.epochs_for(batch_size),
+            "epochs": self.epochs_for(batch_size, problem if isinstance(problem, Problem) else LINE),
             "seed": seed,
             "needs_closure": self.needs_closure,
             "elementwise": self.elementwise,

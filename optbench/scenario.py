@@ -95,6 +95,8 @@ class Scenario:
         parse_device(self.device)
         if not isinstance(self.problem, Problem):
             raise ValueError(f"scenario problem must be a Problem (optbench.problems), got {self.problem!r}")
+        if self.problem.name in DTYPES:  # its ids would read as the line's in that dtype
+            raise ValueError(f"problem name {self.problem.name!r} is a dtype's; give the problem another")
         if self.dtype not in DTYPES:
             raise ValueError(f"scenario dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
@@ -103,7 +105,7 @@ class Scenario:
         """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key.
 
         A problem other than the default, then a dtype other than float32, end it
-        (``adam-bs10-cpu-float64``).
+        (``adam-bs10-cpu-float64``, ``adam-bs10-cpu-quiet-float64``).
         """
         suffix = "" if self.problem.name == PROBLEMS.default.name else f"-{self.problem.name}"
         suffix += "" if self.dtype == "float32" else f"-{self.dtype}"

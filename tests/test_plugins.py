@@ -433,3 +433,12 @@ def test_an_added_problem_with_a_taken_name_is_a_one_line_usage_error(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     message = "problem 'line' is already in the table; give yours a name of its own"
     result.stderr.fnmatch_lines([f"ERROR: pytest_optbench_problems: {message}"])
+
+
+def test_an_added_problem_named_like_a_dtype_is_a_one_line_usage_error(pytester):
+    pytester.makeconftest(QUIET_PROBLEM.replace('name="quiet"', 'name="bfloat16"'))
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
+    result = pytester.runpytest(*CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = "problem name 'bfloat16' is a dtype's; give the problem another"
+    result.stderr.fnmatch_lines([f"ERROR: pytest_optbench_problems: {message}"])

@@ -1,5 +1,6 @@
 """Problems as data: the table, the line as its first entry, the engine training what a problem says."""
 
+import pickle
 from dataclasses import replace
 
 import pytest
@@ -97,3 +98,34 @@ def test_the_record_keeps_what_the_problem_measures_of_each_seeds_model(name, se
     for mine, line in zip(record["seed_slope"], plain["seed_slope"], strict=True):
         assert mine - 100 == pytest.approx(line, abs=1e-5)
     assert record["intercept"] - 100 == pytest.approx(plain["intercept"], abs=1e-5)
+
+
+def test_a_problem_brings_its_own_epochs_and_none_of_the_lines_tuning():
+    short = replace(LINE, name="short", epochs={100: 3}, default_epochs=2)
+    adadelta = OPTIMIZERS["adadelta"]  # tuned on the line: 300 epochs at batch size 100
+    assert adadelta.scenario(100).epochs == 300
+    assert (adadelta.scenario(100, problem=short).epochs, adadelta.scenario(10, problem=short).epochs) == (
+        3,
+        2,
+    )
+    lbfgs = OPTIMIZERS["lbfgs"]  # measured unreliable on the line at batch size 1, unknown elsewhere
+    assert lbfgs.expected_failure(1) is not None and lbfgs.expected_failure(1, problem=short) is None
+
+
+def test_problems_and_scenarios_on_them_hash_and_pickle():
+    scenario = OPTIMIZERS["adam"].scenario(10, problem=ABSOLUTE)
+    assert pickle.loads(pickle.dumps(scenario)).id == "adam-bs10-cpu-line_l1"
+    assert hash(LINE) == hash(replace(LINE)) and dict(LINE.epochs) == {1: 20, 10: 20, 50: 100, 100: 100}
+
+
+def test_a_measure_that_misses_the_records_fields_is_one_line():
+    odd = replace(LINE, name="odd", measure=lambda model: {"slope": 1.0, "epochs": 999})
+    with pytest.raises(
+        ValueError, match=r"^sgd-bs10-cpu-odd: problem 'odd' measured \['epochs', 'slope'\]; its measure must"
+    ):
+        run(OPTIMIZERS["sgd"].scenario(10, epochs=1, problem=odd))
+
+
+def test_a_problem_may_not_take_a_dtypes_name():
+    with pytest.raises(ValueError, match=r"^problem name 'float64' is a dtype's; give the problem another$"):
+        OPTIMIZERS["sgd"].scenario(10, problem=replace(LINE, name="float64"))

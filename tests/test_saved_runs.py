@@ -48,6 +48,8 @@ def test_a_saved_run_of_each_schema_reads_as_saved(schema):
 
 def test_the_first_seed_of_a_schema_2_run_is_the_schema_1_run_and_the_gate_says_so(capsys):
     one, many = saved(1), saved(2)
+    # First a check of the fixtures themselves (the code at two commits made the same first seeds),
+    # then of the code: the gate reads both schemas and finds nothing changed.
     firsts = {bench["extra_info"]["id"]: bench["extra_info"] for bench in one["benchmarks"]}
     for bench in many["benchmarks"]:
         info = bench["extra_info"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 
 import torch
 
@@ -53,7 +52,8 @@ class Problem:
         truth: the parameters the data were generated from, where known (the
             line's slope and intercept); ``None`` where only the reference is.
         batch_sizes: the default matrix's batch sizes; the data's size is full batch.
-        epochs: epochs per batch size in the default matrix.
+        epochs: epochs per batch size in the default matrix (a mapping, kept as
+            sorted ``(batch size, epochs)`` pairs).
         default_epochs: epochs for a batch size not in ``epochs``.
     """
 
@@ -65,17 +65,19 @@ class Problem:
     measure: Measure
     batch_sizes: tuple[int, ...]
     truth: tuple[float, ...] | None = None
-    epochs: Mapping[int, int] = field(default_factory=dict)
+    epochs: Mapping[int, int] | tuple[tuple[int, int], ...] = ()
     default_epochs: int = 20
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"problem name {self.name!r} must be lower-case letters, digits or '_'")
-        object.__setattr__(self, "epochs", MappingProxyType(dict(self.epochs)))
+        # Pairs, not a mapping proxy: a Problem (and so a Scenario) stays hashable and picklable.
+        pairs = self.epochs.items() if isinstance(self.epochs, Mapping) else self.epochs
+        object.__setattr__(self, "epochs", tuple(sorted((int(bs), int(n)) for bs, n in pairs)))
 
     def epochs_for(self, batch_size: int) -> int:
         """The epochs a scenario at ``batch_size`` trains by default."""
-        return self.epochs.get(batch_size, self.default_epochs)
+        return dict(self.epochs).get(batch_size, self.default_epochs)
 
 
 class UnknownProblemError(KeyError):

@@ -426,19 +426,16 @@ def test_a_problem_from_a_conftest_joins_the_matrix_the_report_and_the_gate(pyte
     only.assert_outcomes(passed=1)
 
 
-def test_an_added_problem_with_a_taken_name_is_a_one_line_usage_error(pytester):
-    pytester.makeconftest(QUIET_PROBLEM.replace('name="quiet"', 'name="line"'))
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("line", "problem 'line' is already in the table; give yours a name of its own"),
+        ("bfloat16", "problem name 'bfloat16' is a dtype's; give the problem another"),
+    ],
+)
+def test_an_added_problem_with_a_name_it_cannot_have_is_a_one_line_usage_error(pytester, name, message):
+    pytester.makeconftest(QUIET_PROBLEM.replace('name="quiet"', f'name="{name}"'))
     pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
     result = pytester.runpytest(*CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    message = "problem 'line' is already in the table; give yours a name of its own"
-    result.stderr.fnmatch_lines([f"ERROR: pytest_optbench_problems: {message}"])
-
-
-def test_an_added_problem_named_like_a_dtype_is_a_one_line_usage_error(pytester):
-    pytester.makeconftest(QUIET_PROBLEM.replace('name="quiet"', 'name="bfloat16"'))
-    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
-    result = pytester.runpytest(*CPU)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    message = "problem name 'bfloat16' is a dtype's; give the problem another"
     result.stderr.fnmatch_lines([f"ERROR: pytest_optbench_problems: {message}"])

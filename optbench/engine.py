@@ -71,7 +71,7 @@ class _Data:
 
     x: torch.Tensor
     y: torch.Tensor
-    truth: tuple[float | None, ...]
+    truth: tuple[float | None, float | None]
     """The true slope and intercept where known (``None`` where not)."""
 
 
@@ -80,17 +80,17 @@ def _data(scenario: Scenario, seed: int) -> _Data:
     source = scenario.dataset
     if source is None:
         x, y = scenario.problem.data(seed)
-        truth: tuple[float | None, ...] = scenario.problem.truth or ()
+        slope, intercept = scenario.problem.truth or (None, None)
     else:
         dataset = source if isinstance(source, Dataset) else source(seed)
         x, y = as_tensors(dataset)
-        truth = (getattr(dataset, "slope", None), getattr(dataset, "intercept", None))
-    return _Data(x.to(scenario.torch_dtype), y.to(scenario.torch_dtype), truth)
+        slope, intercept = getattr(dataset, "slope", None), getattr(dataset, "intercept", None)
+    return _Data(x.to(scenario.torch_dtype), y.to(scenario.torch_dtype), (slope, intercept))
 
 
 def _targets(data: _Data, optimum: Reference) -> tuple[float, float]:
     """The line the fit is judged against: the true one where known, else the reference's."""
-    slope, intercept = (*data.truth, None, None)[:2]
+    slope, intercept = data.truth
     return (
         float(optimum.params[0] if slope is None else slope),
         float(optimum.params[1] if intercept is None else intercept),

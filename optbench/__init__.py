@@ -3,7 +3,6 @@
 from optbench.checks import (
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
-    DTYPE_THRESHOLDS,
     ConvergenceError,
     Thresholds,
     Tolerances,
@@ -13,17 +12,16 @@ from optbench.checks import (
     epochs_to_converge,
     failures,
     regressions,
-    thresholds_for,
 )
-from optbench.dataset import LeastSquares, LineDataset, least_squares
 from optbench.engine import Fitted, Prepared, StaleOptimizerError, fit, prepare, run, summarise, train
-from optbench.model import linear
-from optbench.problems import LINE, PROBLEMS, Problem, Reference
+from optbench.problems import LINE, PROBLEMS, Metric, Problem, Reference
+from optbench.problems.line import LeastSquares, LineDataset, least_squares, linear
 from optbench.record import Record
 from optbench.registry import (
     OPTIMIZERS,
     SEED_PROFILE,
     UNSUPPORTED,
+    Case,
     OptimizerInfo,
     Registry,
     UnknownOptimizerError,
@@ -36,17 +34,18 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "DEFAULT_TOLERANCES",
-    "DTYPE_THRESHOLDS",
     "LINE",
     "OPTIMIZERS",
     "PROBLEMS",
     "SEED_PROFILE",
     "UNSUPPORTED",
+    "Case",
     "ConvergenceError",
     "Fitted",
     "LeastSquares",
     "LineDataset",
     "MatrixSplit",
+    "Metric",
     "OptimizerInfo",
     "Prepared",
     "Problem",
@@ -70,6 +69,5 @@ __all__ = [
     "regressions",
     "run",
     "summarise",
-    "thresholds_for",
     "train",
 ]

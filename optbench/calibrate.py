@@ -22,24 +22,17 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
+from torch.nn.utils import vector_to_parameters
 
 from optbench import spread
-from optbench.checks import (
-    DEFAULT_THRESHOLDS,
-    DEFAULT_TOLERANCES,
-    DTYPE_THRESHOLDS,
-    Thresholds,
-    epochs_to_converge,
-    failures,
-)
+from optbench.checks import DEFAULT_TOLERANCES, epochs_to_converge, failures
 from optbench.engine import run
 from optbench.options import add_matrix_options
-from optbench.problems import LINE
+from optbench.problems import PROBLEMS, Metric, Problem
+from optbench.record import bounded
 from optbench.registry import OPTIMIZERS, SEED_PROFILE, Registry
 from optbench.scenario import Scenario
 
-_METRICS = (("excess_mse", "excess_mse"), ("slope_error", "slope"), ("intercept_error", "intercept"))
-_DRIFT = ("excess_mse", "slope", "intercept")
 _PROFILES: dict[str, Registry] = {"default": OPTIMIZERS, "seed": SEED_PROFILE}
 
 
@@ -49,36 +42,50 @@ DRIFT_SEEDS = 20
 """Seeds of the float32 against float64 comparison that calibrates the run-to-run tolerances."""
 
 
-def _scenario(profile: str, name: str, batch_size: int, seed: int) -> Scenario:
+def _scenario(profile: str, problem: Problem, name: str, batch_size: int, seed: int) -> Scenario:
     if profile == "float64":  # the same run in double precision: what rounding alone changes
-        return OPTIMIZERS[name].scenario(batch_size, seed=seed, dtype="float64")
-    return _PROFILES[profile][name].scenario(batch_size, seed=seed)
+        return OPTIMIZERS[name].scenario(batch_size, seed=seed, dtype="float64", problem=problem)
+    return _PROFILES[profile][name].scenario(batch_size, seed=seed, problem=problem)
 
 
-def _one(job: tuple[str, str, int, int]) -> dict[str, object]:
-    profile, name, batch_size, seed = job
-    record = run(_scenario(profile, name, batch_size, seed))
-    finite = (
-        record["final_mse"] is not None and record["slope"] is not None and record["intercept"] is not None
-    )
+def reference_values(problem: Problem, seed: int) -> dict[str, float]:
+    """The problem's metrics of its own reference solution on ``seed``'s data: the floor noise sets.
+
+    The reference's parameters are loaded into a fresh model of the problem's, which the problem
+    then measures as it measures a trained one (the line: the least-squares fit's own distance
+    from the true line).
+    """
+    x, y = problem.seed_data(seed)
+    reference = problem.reference(x, y)
+    model = problem.model(2 * seed + 1)
+    first = next(model.parameters())
+    vector_to_parameters(torch.tensor(reference.params, dtype=first.dtype), model.parameters())
+    target = problem.truth if problem.truth is not None else reference.params
+    return problem.evaluate(model, reference, tuple(target), final_loss=reference.loss)
+
+
+def _one(job: tuple[str, str, str, int, int]) -> dict[str, object]:
+    profile, problem_name, name, batch_size, seed = job
+    problem = PROBLEMS[problem_name]
+    record = run(_scenario(profile, problem, name, batch_size, seed))
     nan = float("nan")
-    return {
+    row: dict[str, object] = {
         "profile": profile,
+        "problem": problem.name,
         "optimizer": name,
         "batch_size": batch_size,
         "seed": seed,
         "status": record["status"],
-        "excess_mse": record["final_mse"] - record["optimum_mse"] if finite else nan,
-        "slope": record["slope"] if finite else nan,
-        "intercept": record["intercept"] if finite else nan,
-        "slope_error": abs(record["slope"] - record["target_slope"]) if finite else nan,
-        "intercept_error": abs(record["intercept"] - record["target_intercept"]) if finite else nan,
-        "ls_slope_error": abs(record["optimum_slope"] - record["target_slope"]),
-        "ls_intercept_error": abs(record["optimum_intercept"] - record["target_intercept"]),
-        "epoch1_mse": record["epoch_mse"][1] if len(record["epoch_mse"]) > 1 else nan,
+        "epoch1_loss": record["epoch_loss"][1] if len(record["epoch_loss"]) > 1 else nan,
         "epochs_to_converge": epochs_to_converge(record) or nan,
         "failures": "; ".join(failures(record)),
     }
+    for metric in problem.table:
+        value = record[metric.name]
+        row[metric.name] = nan if value is None else value
+    for metric_name, value in reference_values(problem, seed).items():
+        row[f"reference_{metric_name}"] = value
+    return row
 
 
 def _init_worker() -> None:
@@ -86,18 +93,34 @@ def _init_worker() -> None:
 
 
 def measure(
-    names: Sequence[str], batch_sizes: Sequence[int], seeds: int, workers: int, seed_profile: bool = True
+    problems: Sequence[Problem],
+    names: Sequence[str],
+    batch_sizes: Sequence[int] | None,
+    seeds: int,
+    workers: int,
+    seed_profile: bool = True,
 ) -> pd.DataFrame:
-    """One row per run: each (optimizer, batch size, seed) of the default matrix, then the seed profile."""
-    jobs = [("default", name, bs, seed) for name in names for bs in batch_sizes for seed in range(seeds)]
-    if seed_profile:
-        jobs += [("seed", name, 1, seed) for name in SEED_PROFILE for seed in range(seeds)]
-    jobs += [
-        ("float64", name, bs, seed)
+    """One row per run: each (problem, optimizer, batch size, seed) of the matrix, then the seed profile.
+
+    ``batch_sizes`` ``None`` takes each problem's own. The cases that must converge also run in
+    float64 on the first ``DRIFT_SEEDS`` seeds, to measure what rounding alone changes.
+    """
+    cases = [
+        (problem, name, bs)
+        for problem in problems
         for name in names
-        for bs in batch_sizes
+        for bs in (batch_sizes or problem.batch_sizes)
+    ]
+    jobs = [("default", p.name, name, bs, seed) for p, name, bs in cases for seed in range(seeds)]
+    if seed_profile:
+        jobs += [
+            ("seed", PROBLEMS.default.name, name, 1, seed) for name in SEED_PROFILE for seed in range(seeds)
+        ]
+    jobs += [
+        ("float64", p.name, name, bs, seed)
+        for p, name, bs in cases
         for seed in range(min(seeds, DRIFT_SEEDS))
-        if not OPTIMIZERS[name].expected_failure(bs)
+        if not OPTIMIZERS[name].expected_failure(bs, problem=p)
     ]
     if workers <= 1:
         _init_worker()
@@ -108,24 +131,27 @@ def measure(
     return pd.DataFrame(rows)
 
 
-def summarise(runs: pd.DataFrame, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
-    """Worst value of each metric per combination, with the margin left under each bound."""
+def _worst(values: pd.Series) -> float:
+    return values.max(skipna=False)
+
+
+def summarise(runs: pd.DataFrame, problem: Problem) -> pd.DataFrame:
+    """Worst value of each bounded metric per combination on ``problem``, with the margin under each bound."""
+    judged = bounded(problem.table)
     table = (
-        runs[runs.profile != "float64"]
+        runs[(runs.profile != "float64") & (runs.problem == problem.name)]
         .groupby(["profile", "optimizer", "batch_size"], sort=True)
         .agg(
             seeds=("seed", "count"),
             converged=("status", lambda s: int((s == "converged").sum())),
-            worst_excess_mse=("excess_mse", lambda s: s.max(skipna=False)),
-            worst_slope_error=("slope_error", lambda s: s.max(skipna=False)),
-            worst_intercept_error=("intercept_error", lambda s: s.max(skipna=False)),
+            **{f"worst_{metric.name}": (metric.name, _worst) for metric in judged},
         )
         .reset_index()
     )
-    for column, bound_name in _METRICS:
-        table[f"margin_{column}"] = getattr(thresholds, bound_name) - table[f"worst_{column}"]
+    for metric in judged:
+        table[f"margin_{metric.name}"] = metric.bound - table[f"worst_{metric.name}"]
     table["in_the_matrix"] = [
-        _expectation(_PROFILES[profile][name].expected_failure(batch_size))
+        _expectation(_PROFILES[profile][name].expected_failure(batch_size, problem=problem))
         for profile, name, batch_size in zip(table.profile, table.optimizer, table.batch_size, strict=True)
     ]
     return table
@@ -138,22 +164,27 @@ def _expectation(expected: tuple[str, bool] | None) -> str:
 
 
 def seed_finding(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per seed, SGD against Adam in the seed profile: MSE after epoch 1 and epochs to converge."""
+    """Per seed, SGD against Adam in the seed profile: loss after epoch 1 and epochs to converge."""
     seed_runs = runs[runs.profile == "seed"]
-    wide = seed_runs.pivot(index="seed", columns="optimizer", values=["epoch1_mse", "epochs_to_converge"])
+    wide = seed_runs.pivot(index="seed", columns="optimizer", values=["epoch1_loss", "epochs_to_converge"])
     wide.columns = [f"{metric}_{name.removeprefix('seed.')}" for metric, name in wide.columns]
     return wide.reset_index()
 
 
-def drift(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per combination, the largest change between float32 and float64 runs of one seed."""
+def gated(problem: Problem) -> tuple[Metric, ...]:
+    """The problem's metrics that the gate compares, with their default tolerances."""
+    return DEFAULT_TOLERANCES.gated({"metrics": [metric.as_dict() for metric in problem.table]})
+
+
+def drift(runs: pd.DataFrame, problem: Problem) -> pd.DataFrame:
+    """Per combination on ``problem``, the largest change of each gated metric from float32 to float64."""
     keys = ["optimizer", "batch_size", "seed"]
-    single = runs[runs.profile == "default"].set_index(keys)
-    double = runs[runs.profile == "float64"].set_index(keys)
+    mine = runs[runs.problem == problem.name]
+    single = mine[mine.profile == "default"].set_index(keys)
+    double = mine[mine.profile == "float64"].set_index(keys)
     joined = single.merge(double, left_index=True, right_index=True, suffixes=("_32", "_64"))
-    changes = pd.DataFrame(
-        {metric: (joined[f"{metric}_64"] - joined[f"{metric}_32"]).abs() for metric in _DRIFT}
-    )
+    names = [metric.name for metric in gated(problem)]
+    changes = pd.DataFrame({name: (joined[f"{name}_64"] - joined[f"{name}_32"]).abs() for name in names})
     return changes.groupby(level=["optimizer", "batch_size"]).max().reset_index()
 
 
@@ -165,118 +196,150 @@ def _span(epochs: pd.Series) -> str:
     return text + (f" ({missing} seeds never)" if missing and len(reached) else "")
 
 
-def to_markdown(
-    runs: pd.DataFrame, thresholds: Thresholds = DEFAULT_THRESHOLDS, command: str | None = None
-) -> str:
-    """The calibration report as committed in docs/calibration.md."""
-    table = summarise(runs, thresholds)
-    seeds = int(table.seeds.max())
+def _bounds(problem: Problem) -> str:
+    return ", ".join(f"{metric.label} <= {metric.bound:g}" for metric in bounded(problem.table))
+
+
+def _cells(row: object, judged: Sequence[Metric]) -> str:
+    cells = []
+    for metric in judged:
+        worst = getattr(row, f"worst_{metric.name}")
+        cells.append(f"{worst:.3f} ({metric.bound - worst:+.3f})" if math.isfinite(worst) else "inf")  # type: ignore[operator]
+    return " | ".join(cells)
+
+
+def _header(judged: Sequence[Metric], *first: str) -> list[str]:
+    columns = [
+        *first,
+        "batch size",
+        "converged",
+        *(f"worst {m.label} (margin)" for m in judged),
+        "in the matrix",
+    ]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def to_markdown(runs: pd.DataFrame, problems: Sequence[Problem], command: str) -> str:
+    """The calibration report as committed in docs/calibration.md; ``command`` made it."""
+    seeds = int(
+        runs[runs.profile == "default"].groupby(["problem", "optimizer", "batch_size"]).seed.count().max()
+    )
     lines = [
         "# Calibration of the convergence bounds",
         "",
-        f"Generated by `{command or f'{PROG} --seeds {seeds} --out docs/calibration.md'}` "
-        f"(torch {torch.__version__}, CPU, float32, one thread per run; seeds 0..{seeds - 1}).",
+        f"Generated by `{command}` (torch {torch.__version__}, CPU, float32, one thread per run; "
+        f"seeds 0..{seeds - 1}).",
         "",
-        f"Bounds (`optbench.checks.DEFAULT_THRESHOLDS`): excess MSE over the least-squares optimum "
-        f"<= {thresholds.excess_mse:g}, |slope + 5| <= {thresholds.slope:g}, "
-        f"|intercept - 1| <= {thresholds.intercept:g}. "
-        "Each cell is the worst value over all seeds, with the margin left under the bound.",
-        "",
-        f"Noise floor: the exact least-squares fit itself misses the true line by up to "
-        f"{runs.ls_slope_error.max():.3f} in slope and {runs.ls_intercept_error.max():.3f} in intercept "
-        "over these seeds, so no intercept bound much under 0.15 can hold.",
-        "",
-        "| profile | optimizer | batch size | converged | worst excess MSE (margin) "
-        "| worst slope error (margin) | worst intercept error (margin) | in the matrix |",
-        "|---|---|---|---|---|---|---|---|",
+        "Each problem's bounds are its metric table's (`optbench.problems`). Each cell is the worst "
+        "value over all seeds, with the margin left under the bound.",
     ]
-    for row in table.itertuples():
-        cells = [
-            f"{getattr(row, f'worst_{column}'):.3f} ({getattr(row, f'margin_{column}'):+.3f})"
-            for column, _ in _METRICS
-        ]
-        lines.append(
-            f"| {row.profile} | {row.optimizer} | {row.batch_size} | {row.converged}/{row.seeds} | "
-            + " | ".join(cells)
-            + f" | {row.in_the_matrix} |"
-        )
-    if (runs.profile == "float64").any():
-        changes = drift(runs)
-        worst = changes[list(_DRIFT)].max()
-        tolerances = DEFAULT_TOLERANCES
+    for problem in problems:
+        judged = bounded(problem.table)
+        table = summarise(runs, problem)
+        mine = runs[runs.problem == problem.name]
+        floor = ", ".join(f"{mine[f'reference_{m.name}'].max():.3f} in {m.label}" for m in judged)
         lines += [
             "",
-            "## Run-to-run tolerances (`optbench.checks.DEFAULT_TOLERANCES`)",
+            f"## {problem.name}",
             "",
-            "The gate compares a candidate run with a baseline run of the same scenarios and seed. On one "
-            "machine and torch version a CPU run repeats bit for bit, so any change is real; across "
-            "versions and machines, kernels change the rounding. As a measure of what rounding alone "
-            "can change, every combination that must converge ran again in float64 (same data, same "
-            f"start, same steps) on seeds 0..{min(seeds, DRIFT_SEEDS) - 1}, against its float32 run:",
+            f"Bounds: {_bounds(problem)}.",
             "",
-            "| metric | largest change | tolerance | tolerance / change |",
-            "|---|---|---|---|",
+            f"Noise floor: the reference solution itself (the best fit to each seed's data) scores up to "
+            f"{floor} over these seeds; no bound under that can hold.",
+            "",
+            *_header(judged, "profile", "optimizer"),
         ]
-        for metric in ("excess_mse", "slope", "intercept"):
-            bound = getattr(tolerances, metric)
-            ratio = bound / worst[metric] if worst[metric] > 0 else math.inf
-            lines.append(f"| {metric} | {worst[metric]:.2e} | {bound:g} | {ratio:.3g} |")
-        lines += ["", "The combinations that moved most (worst seed):", ""]
-        lines += ["| optimizer | batch size | excess MSE | slope | intercept |", "|---|---|---|---|---|"]
-        for row in changes.sort_values("slope", ascending=False).head(5).itertuples():
+        for row in table.itertuples():
             lines.append(
-                f"| {row.optimizer} | {row.batch_size} | {row.excess_mse:.2e} | {row.slope:.2e} "
-                f"| {row.intercept:.2e} |"
+                f"| {row.profile} | {row.optimizer} | {row.batch_size} | {row.converged}/{row.seeds} | "
+                + _cells(row, judged)
+                + f" | {row.in_the_matrix} |"
             )
-        lines += [
-            "",
-            "Most combinations move by 1e-5 or less; the few above end in a limit cycle whose phase "
-            "rounding shifts, which moves their final slope and intercept but hardly their MSE. So the "
-            "excess MSE tolerance is the sharp check (a slope off by 0.1 costs about 0.08 in MSE), and "
-            "the slope and intercept tolerances sit just above the largest harmless move. On one machine "
-            "and torch version, where runs repeat exactly, tighter tolerances can be passed to the gate.",
-        ]
+        if (mine.profile == "float64").any():
+            lines += _drift_section(runs, problem, seeds)
     if (runs.profile == "seed").any():
         finding = seed_finding(runs)
-        holds = (finding.epoch1_mse_sgd < finding.epoch1_mse_adam) & (
+        holds = (finding.epoch1_loss_sgd < finding.epoch1_loss_adam) & (
             finding.epochs_to_converge_sgd < finding.epochs_to_converge_adam
         )
+        excess = next(m for m in bounded(PROBLEMS.default.table) if m.name == "excess_loss")
         lines += [
             "",
             "## The tutorial's finding (seed profile: lr 0.01, batch size 1, 20 epochs)",
             "",
             f"SGD falls faster than Adam on {int(holds.sum())} of {len(finding)} seeds. "
-            f"MSE after epoch 1: SGD at most {finding.epoch1_mse_sgd.max():.3f}, "
-            f"Adam at least {finding.epoch1_mse_adam.min():.3f}. "
-            f"Epochs to get within {thresholds.excess_mse:g} of the optimum: "
+            f"Loss after epoch 1: SGD at most {finding.epoch1_loss_sgd.max():.3f}, "
+            f"Adam at least {finding.epoch1_loss_adam.min():.3f}. "
+            f"Epochs to get within {excess.bound:g} of the reference: "
             f"SGD {_span(finding.epochs_to_converge_sgd)}, Adam {_span(finding.epochs_to_converge_adam)}.",
         ]
     return "\n".join(lines) + "\n"
 
 
-def _dtype_case(job: tuple[str, str, int, int]) -> dict[str, object]:
-    dtype, name, batch_size, seeds = job
-    record = run(OPTIMIZERS[name].scenario(batch_size, seeds=seeds, dtype=dtype))
-    errors = spread.seed_errors(record)
+def _drift_section(runs: pd.DataFrame, problem: Problem, seeds: int) -> list[str]:
+    changes = drift(runs, problem)
+    metrics = gated(problem)
+    lines = [
+        "",
+        f"### Run-to-run tolerances on {problem.name}",
+        "",
+        "The gate compares a candidate run with a baseline run of the same scenarios and seed. On one "
+        "machine and torch version a CPU run repeats bit for bit, so any change is real; across "
+        "versions and machines, kernels change the rounding. As a measure of what rounding alone "
+        "can change, every combination that must converge ran again in float64 (same data, same "
+        f"start, same steps) on seeds 0..{min(seeds, DRIFT_SEEDS) - 1}, against its float32 run:",
+        "",
+        "| metric | largest change | tolerance | tolerance / change |",
+        "|---|---|---|---|",
+    ]
+    for metric in metrics:
+        worst = changes[metric.name].max()
+        ratio = metric.tolerance / worst if worst > 0 else math.inf  # type: ignore[operator]
+        lines.append(f"| {metric.name} | {worst:.2e} | {metric.tolerance:g} | {ratio:.3g} |")
+    names = [metric.name for metric in metrics]
+    lines += ["", "The combinations that moved most (worst seed):", ""]
+    lines += ["| optimizer | batch size | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for row in changes.sort_values(names[-1], ascending=False).head(5).itertuples():
+        values = " | ".join(f"{getattr(row, name):.2e}" for name in names)
+        lines.append(f"| {row.optimizer} | {row.batch_size} | {values} |")
+    return lines
+
+
+def _dtype_case(job: tuple[str, str, str, int, int]) -> dict[str, object]:
+    dtype, problem_name, name, batch_size, seeds = job
+    problem = PROBLEMS[problem_name]
+    record = run(OPTIMIZERS[name].scenario(batch_size, seeds=seeds, dtype=dtype, problem=problem))
     converged = [state == "converged" for state in record["seed_status"]]
     row: dict[str, object] = {
         "dtype": dtype,
+        "problem": problem.name,
         "optimizer": name,
         "batch_size": batch_size,
         "seeds": seeds,
         "converged": sum(converged),
         "runs": record["seed_runs"],
     }
-    for metric, values in errors.items():
-        row[f"worst_{metric}"] = max(values)
+    for metric_name, values in spread.seed_values(record, problem.table).items():
+        row[f"worst_{metric_name}"] = max(values)
     return row
 
 
 def measure_dtypes(
-    names: Sequence[str], batch_sizes: Sequence[int], dtypes: Sequence[str], seeds: int, workers: int
+    problems: Sequence[Problem],
+    names: Sequence[str],
+    batch_sizes: Sequence[int] | None,
+    dtypes: Sequence[str],
+    seeds: int,
+    workers: int,
 ) -> pd.DataFrame:
-    """One row per (dtype, optimizer, batch size): seeds converged, and the worst error of each kind."""
-    jobs = [(dtype, name, bs, seeds) for dtype in dtypes for name in names for bs in batch_sizes]
+    """One row per (dtype, problem, optimizer, batch size): seeds converged, each bounded metric's worst."""
+    jobs = [
+        (dtype, problem.name, name, bs, seeds)
+        for dtype in dtypes
+        for problem in problems
+        for name in names
+        for bs in (batch_sizes or problem.batch_sizes)
+    ]
     if workers <= 1:
         _init_worker()
         rows = [_dtype_case(job) for job in jobs]
@@ -286,11 +349,9 @@ def measure_dtypes(
     return pd.DataFrame(rows)
 
 
-def dtypes_markdown(table: pd.DataFrame, command: str | None = None) -> str:
+def dtypes_markdown(table: pd.DataFrame, command: str) -> str:
     """The dtype calibration as committed in docs/calibration-dtypes.md; ``command`` made it."""
     seeds = int(table.seeds.max())
-    dtypes = ",".join(dict.fromkeys(table.dtype))
-    command = command or f"{PROG} --dtypes {dtypes} --seeds {seeds} --out docs/calibration-dtypes.md"
     lines = [
         "# Calibration of the convergence bounds per dtype",
         "",
@@ -298,42 +359,33 @@ def dtypes_markdown(table: pd.DataFrame, command: str | None = None) -> str:
         f"0..{seeds - 1}, trained as one multi-seed scenario per case).",
         "",
         "Each worst value is over all seeds (inf: a seed diverged), with the margin left under the "
-        "dtype's bound (`optbench.checks.DTYPE_THRESHOLDS`).",
+        "problem's bound (its metric table's, the same in every dtype).",
         "",
     ]
-    for dtype, rows in table.groupby("dtype", sort=False):
-        bounds = DTYPE_THRESHOLDS[str(dtype)]
+    for (dtype, problem_name), rows in table.groupby(["dtype", "problem"], sort=False):
+        problem = PROBLEMS[str(problem_name)]
+        judged = bounded(problem.table)
         must = rows[
             [
-                OPTIMIZERS[n].expected_failure(int(b), str(dtype)) is None
+                OPTIMIZERS[n].expected_failure(int(b), problem=problem, dtype=str(dtype)) is None
                 for n, b in zip(rows.optimizer, rows.batch_size, strict=True)
             ]
         ]
+        worst = ", ".join(f"{must[f'worst_{m.name}'].max():.3f}" for m in judged)
         lines += [
-            f"## {dtype}",
+            f"## {dtype}" + ("" if problem is PROBLEMS.default else f" on {problem.name}"),
             "",
-            f"Bounds: excess MSE <= {bounds.excess_mse:g}, slope error <= {bounds.slope:g}, "
-            f"intercept error <= {bounds.intercept:g}. Over the cases that must converge, the worst values "
-            f"are {must.worst_excess_mse.max():.3f}, {must.worst_slope_error.max():.3f} and "
-            f"{must.worst_intercept_error.max():.3f}.",
+            f"Bounds: {_bounds(problem)}. Over the cases that must converge, the worst values are {worst}.",
             "",
-            "| optimizer | batch size | converged | worst excess MSE (margin) | worst slope error (margin) "
-            "| worst intercept error (margin) | in the matrix |",
-            "|---|---|---|---|---|---|---|",
+            *_header(judged, "optimizer"),
         ]
         for row in rows.itertuples():
-            cells = []
-            for metric, bound in (
-                ("excess_mse", bounds.excess_mse),
-                ("slope_error", bounds.slope),
-                ("intercept_error", bounds.intercept),
-            ):
-                worst = getattr(row, f"worst_{metric}")
-                cells.append(f"{worst:.3f} ({bound - worst:+.3f})" if math.isfinite(worst) else "inf")
-            expected = _expectation(OPTIMIZERS[row.optimizer].expected_failure(row.batch_size, str(dtype)))
+            expected = _expectation(
+                OPTIMIZERS[row.optimizer].expected_failure(row.batch_size, problem=problem, dtype=str(dtype))
+            )
             lines.append(
                 f"| {row.optimizer} | {row.batch_size} | {row.converged}/{row.seeds} | "
-                + " | ".join(cells)
+                + _cells(row, judged)
                 + f" | {expected} |"
             )
         lines.append("")
@@ -354,20 +406,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-seed-profile", action="store_true", help="skip the seed profile")
     parser.add_argument("--out", help="write the markdown here instead of standard output")
     args = parser.parse_args(argv)
-    args.optimizers = args.optimizers or tuple(OPTIMIZERS)
-    args.batch_sizes = args.batch_sizes or LINE.batch_sizes
-    for name in args.optimizers:
+    names = args.optimizers or tuple(OPTIMIZERS)
+    for name in names:
         if name not in OPTIMIZERS:
             parser.error(f"--optimizers: unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    for name in args.problems or ():
+        if name not in PROBLEMS:
+            parser.error(f"--problems: unknown problem {name!r}; choose from {', '.join(PROBLEMS)}")
+    problems = [PROBLEMS[name] for name in args.problems or PROBLEMS]
     if args.seeds < 1:
         parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
     command = shlex.join([*PROG.split(), *(sys.argv[1:] if argv is None else argv)])
     if args.dtypes:
-        table = measure_dtypes(args.optimizers, args.batch_sizes, args.dtypes, args.seeds, args.workers)
+        table = measure_dtypes(problems, names, args.batch_sizes, args.dtypes, args.seeds, args.workers)
         text = dtypes_markdown(table, command)
     else:
-        runs = measure(args.optimizers, args.batch_sizes, args.seeds, args.workers, not args.no_seed_profile)
-        text = to_markdown(runs, command=command)
+        runs = measure(problems, names, args.batch_sizes, args.seeds, args.workers, not args.no_seed_profile)
+        text = to_markdown(runs, problems, command)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
             handle.write(text)

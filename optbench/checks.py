@@ -4,99 +4,95 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from optbench import spread
-from optbench.record import Status
+from optbench.problems import Metric
+from optbench.record import Status, bounded, metric_table, quantile_field
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """How close a run must end to the data's optimum and to the true line.
+    """How a run is judged, beyond its problem's own bounds.
 
     Attributes:
-        excess_mse: largest allowed ``final_mse - optimum_mse``.
-        slope: largest allowed ``|slope - target_slope|``.
-        intercept: largest allowed ``|intercept - target_intercept|``.
+        bounds: bounds by metric name that replace the problem's (which the record
+            carries in its ``metrics`` table); empty keeps the problem's.
         quantile: for a record of several seeds, the nearest-rank quantile over
             seeds that must be within each bound (0.95 of 32 seeds lets one seed
             miss); 1.0 demands every seed.
     """
 
-    excess_mse: float
-    slope: float
-    intercept: float
+    bounds: Mapping[str, float] = field(default_factory=dict)
     quantile: float = 0.95
 
     def __post_init__(self) -> None:
         if not 0 < self.quantile <= 1:
             raise ValueError(f"Thresholds.quantile must be in (0, 1], got {self.quantile!r}")
+        object.__setattr__(self, "bounds", MappingProxyType(dict(self.bounds)))
+
+    def judged(self, record: Mapping[str, Any]) -> tuple[Metric, ...]:
+        """The record's bounded metrics, with these bounds where given.
+
+        Raises:
+            ValueError: a bound names a metric the record's problem does not have.
+        """
+        metrics = metric_table(record)
+        unknown = sorted(set(self.bounds) - {metric.name for metric in metrics})
+        if unknown:
+            raise ValueError(
+                f"{record['id']}: no metric {unknown[0]!r} to bound; its problem has "
+                f"{', '.join(metric.name for metric in metrics)}"
+            )
+        return bounded(replace(m, bound=self.bounds.get(m.name, m.bound)) for m in metrics)
 
 
-# Calibrated over 200 seeds of every default scenario: docs/calibration.md
-# gives the worst values and margins; `python -m optbench.calibrate` remeasures.
-DEFAULT_THRESHOLDS = Thresholds(excess_mse=0.3, slope=0.2, intercept=0.3)
-
-# Per dtype, calibrated over 32 seeds of every default case (docs/calibration-dtypes.md).
-# The same bounds hold in all three. Over the cases that must converge, the worst float64
-# values are 0.107 (excess MSE), 0.118 (slope) and 0.186 (intercept); the worst bfloat16
-# ones 0.214, 0.148 and 0.188. Where bfloat16 does not converge it stalls far outside any
-# bound (the registry's dtype_failures).
-DTYPE_THRESHOLDS = MappingProxyType(
-    {"float32": DEFAULT_THRESHOLDS, "float64": DEFAULT_THRESHOLDS, "bfloat16": DEFAULT_THRESHOLDS}
-)
-
-
-def thresholds_for(record: Mapping[str, Any]) -> Thresholds:
-    """The bounds for ``record``'s dtype (float32's for a record without one)."""
-    return DTYPE_THRESHOLDS.get(str(record.get("dtype", "float32")), DEFAULT_THRESHOLDS)
+DEFAULT_THRESHOLDS = Thresholds()
+"""Each problem's own bounds (the line's: docs/calibration.md), at the 0.95 quantile over seeds."""
 
 
 class ConvergenceError(AssertionError):
     """A run ended too far from the optimum; the message lists every miss."""
 
 
-def failures(record: Mapping[str, Any], thresholds: Thresholds | None = None) -> list[str]:
+def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
     """Every bound that ``record`` misses, as short readable phrases.
 
     Args:
         record: a flat record from the engine (or a saved run's ``extra_info``).
-        thresholds: the bounds to hold it to; by default those of its dtype.
+        thresholds: the quantile over seeds, and bounds to replace the problem's.
 
     Returns:
         An empty list when the run converged: for a record of several seeds, when
-        ``thresholds.quantile`` of each error over seeds is within its bound and
-        no more seeds diverged than that quantile leaves out.
+        ``thresholds.quantile`` of each bounded metric over seeds is within its bound
+        and no more seeds diverged than that quantile leaves out.
     """
-    thresholds = thresholds or thresholds_for(record)
+    judged = thresholds.judged(record)
     if record.get("seeds", 1) > 1:
-        return _seed_failures(record, thresholds)
-    final, slope, intercept = record["final_mse"], record["slope"], record["intercept"]
-    if final is None or slope is None or intercept is None:
+        return _seed_failures(record, judged, thresholds.quantile)
+    final = record["final_loss"]
+    if final is None or any(record[metric.name] is None for metric in judged):
         return [f"diverged: the loss became NaN or infinite within {record['steps']} steps"]
-    initial = record["epoch_mse"][0]
+    initial = record["epoch_loss"][0]
     if initial is not None and final > initial:
-        return [f"diverged: final MSE {final:.4g} is above the initial {initial:.4g}"]
+        return [f"diverged: final loss {final:.4g} is above the initial {initial:.4g}"]
     missed = []
-    excess = final - record["optimum_mse"]
-    if not excess <= thresholds.excess_mse:
-        missed.append(
-            f"excess MSE {excess:.4g} > {thresholds.excess_mse:g} "
-            f"(final {final:.4g}, least-squares optimum {record['optimum_mse']:.4g})"
-        )
-    for name, bound in (("slope", thresholds.slope), ("intercept", thresholds.intercept)):
-        value, target = record[name], record[f"target_{name}"]
-        if not abs(value - target) <= bound:
-            missed.append(
-                f"{name} {value:.4g} is {abs(value - target):.3g} from {target:g} (bound {bound:g})"
+    for metric in judged:
+        value = record[metric.name]
+        if not value <= metric.bound:  # type: ignore[operator]
+            detail = (
+                f" (final {final:.4g}, reference {record['reference_loss']:.4g})"
+                if metric.name == "excess_loss"
+                else ""
             )
+            missed.append(f"{metric.label} {value:.4g} > {metric.bound:g}{detail}")
     return missed
 
 
-def _seed_failures(record: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
-    count, q = record["seeds"], thresholds.quantile
+def _seed_failures(record: Mapping[str, Any], judged: tuple[Metric, ...], q: float) -> list[str]:
+    count = record["seeds"]
     allowed = count - max(math.ceil(q * count), 1)
     diverged = list(record["seed_status"]).count("diverged")
     if diverged > allowed:
@@ -104,18 +100,15 @@ def _seed_failures(record: Mapping[str, Any], thresholds: Thresholds) -> list[st
             f"diverged: {diverged} of {count} seeds diverged (the {q:g} quantile lets {allowed} miss), "
             f"seeds {_missing(record['seed_status'], record['seed'])}"
         ]
-    errors = spread.seed_errors(record)
+    values = spread.seed_values(record, judged)
     missed = []
-    for metric, bound, label in (
-        ("excess_mse", thresholds.excess_mse, "excess MSE"),
-        ("slope_error", thresholds.slope, "slope error"),
-        ("intercept_error", thresholds.intercept, "intercept error"),
-    ):
-        value = spread.quantile(errors[metric], q)
-        if not value <= bound:
-            over = sum(not error <= bound for error in errors[metric])
+    for metric in judged:
+        bound = metric.bound
+        value = spread.quantile(values[metric.name], q)
+        if not value <= bound:  # type: ignore[operator]
+            over = sum(not one <= bound for one in values[metric.name])  # type: ignore[operator]
             missed.append(
-                f"{label} {value:.4g} > {bound:g} at the {q:g} quantile of {count} seeds "
+                f"{metric.label} {value:.4g} > {bound:g} at the {q:g} quantile of {count} seeds "
                 f"({over} of {count} seeds over)"
             )
     return missed
@@ -125,7 +118,7 @@ def _missing(statuses: list[str], first: int) -> str:
     return ",".join(str(first + index) for index, state in enumerate(statuses) if state == "diverged")
 
 
-def status(record: Mapping[str, Any], thresholds: Thresholds | None = None) -> Status:
+def status(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Status:
     """``converged``, ``not_converged``, or ``diverged`` (non-finite, or ended worse than it started)."""
     missed = failures(record, thresholds)
     if not missed:
@@ -133,22 +126,29 @@ def status(record: Mapping[str, Any], thresholds: Thresholds | None = None) -> S
     return "diverged" if missed[0].startswith("diverged") else "not_converged"
 
 
-def assert_converged(record: Mapping[str, Any], thresholds: Thresholds | None = None) -> None:
-    """Raises ``ConvergenceError`` naming every bound that ``record`` misses (by default its dtype's)."""
+def assert_converged(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
+    """Raises ``ConvergenceError`` naming every bound that ``record`` misses (by default its problem's)."""
     missed = failures(record, thresholds)
     if missed:
         raise ConvergenceError(f"{record['id']} did not converge: " + "; ".join(missed))
 
 
+def _excess_bound(record: Mapping[str, Any], thresholds: Thresholds) -> float:
+    for metric in thresholds.judged(record):
+        if metric.name == "excess_loss":
+            return metric.bound  # type: ignore[return-value]
+    raise ValueError(f"{record['id']}: its problem bounds no excess_loss, so no epoch gets within it")
+
+
 def epochs_to_converge(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> int | None:
-    """The first epoch whose full-data MSE is within ``thresholds.excess_mse`` of the optimum.
+    """The first epoch whose full-data loss is within the excess-loss bound of the reference.
 
     Returns:
         The epoch (1-based), or ``None`` when no epoch got there.
     """
-    limit = record["optimum_mse"] + thresholds.excess_mse
-    for epoch, mse in enumerate(record["epoch_mse"]):
-        if epoch > 0 and mse is not None and mse <= limit:
+    limit = record["reference_loss"] + _excess_bound(record, thresholds)
+    for epoch, loss in enumerate(record["epoch_loss"]):
+        if epoch > 0 and loss is not None and loss <= limit:
             return epoch
     return None
 
@@ -158,14 +158,14 @@ def assert_falls_faster(
 ) -> None:
     """Raises ``ConvergenceError`` unless ``fast``'s loss falls faster than ``slow``'s.
 
-    Faster means a lower full-data MSE after the first epoch and fewer epochs to
-    get within ``thresholds.excess_mse`` of the optimum.
+    Faster means a lower full-data loss after the first epoch and fewer epochs to
+    get within the excess-loss bound of the reference.
     """
     fast_epochs, slow_epochs = epochs_to_converge(fast, thresholds), epochs_to_converge(slow, thresholds)
-    first = fast["epoch_mse"][1], slow["epoch_mse"][1]
+    first = fast["epoch_loss"][1], slow["epoch_loss"][1]
     problems = []
     if first[0] is None or (first[1] is not None and not first[0] < first[1]):
-        problems.append(f"after epoch 1 its MSE is {first[0]} against {first[1]}")
+        problems.append(f"after epoch 1 its loss is {first[0]} against {first[1]}")
     if fast_epochs is None or (slow_epochs is not None and not fast_epochs < slow_epochs):
         problems.append(f"it needs {fast_epochs} epochs to converge against {slow_epochs}")
     if problems:
@@ -177,26 +177,39 @@ class Tolerances:
     """How much worse a scenario may end than in a baseline run of the same scenario.
 
     Attributes:
-        excess_mse: largest allowed growth of ``final_mse - optimum_mse``.
-        slope: largest allowed move of the fitted slope away from the true slope
-            (any move, when the true line is unknown).
-        intercept: the same for the intercept.
+        growth: largest allowed growth by metric name, replacing the tolerances of the
+            baseline's metric table (the line's are calibrated in docs/calibration.md);
+            ``"*"`` sets every metric's that has one at once (a metric named here is gated
+            even where its table gives it no tolerance). 0 allows no growth at all.
         time_ratio: largest allowed ratio of median times, or ``None`` to ignore
             time (timings from different machines do not compare).
     """
 
-    excess_mse: float
-    slope: float
-    intercept: float
+    growth: Mapping[str, float] = field(default_factory=dict)
     time_ratio: float | None = None
 
+    def __post_init__(self) -> None:
+        for name, value in self.growth.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"Tolerances.growth[{name!r}] must be a non-negative number, got {value!r}")
+        if self.time_ratio is not None and not 0 < self.time_ratio < math.inf:
+            raise ValueError(
+                f"Tolerances.time_ratio must be a positive number or None, got {self.time_ratio!r}"
+            )
+        object.__setattr__(self, "growth", MappingProxyType(dict(self.growth)))
 
-# Calibrated in docs/calibration.md ("Run-to-run tolerances"): the same runs in float64
-# instead of float32 (rounding alone) move the excess MSE by up to about 0.02, and the
-# slope and intercept by up to about 0.11 and 0.17 where a run ends in a limit cycle
-# (Muon at batch size 10, Adadelta at 50 and 100) whose phase rounding shifts. Each
-# tolerance sits above that; the excess MSE check is the sharp one.
-DEFAULT_TOLERANCES = Tolerances(excess_mse=0.05, slope=0.15, intercept=0.25)
+    def gated(self, record: Mapping[str, Any]) -> tuple[Metric, ...]:
+        """The metrics of ``record``'s table that the gate compares, with these tolerances where given."""
+        every = self.growth.get("*")
+        metrics = []
+        for metric in metric_table(record):
+            tolerance = metric.tolerance if every is None or metric.tolerance is None else every
+            metrics.append(replace(metric, tolerance=self.growth.get(metric.name, tolerance)))
+        return tuple(metric for metric in metrics if metric.tolerance is not None)
+
+
+DEFAULT_TOLERANCES = Tolerances()
+"""The baseline's own tolerances per metric, and no timing check."""
 
 _STATUS_RANK = {"converged": 0, "not_converged": 1, "diverged": 2}
 
@@ -206,38 +219,31 @@ def regressions(
 ) -> list[str]:
     """Every way ``after`` is worse than ``before`` (two records of one scenario), as phrases.
 
-    Missing numbers (a diverged run) count as infinitely far off. The first seed's
-    fit is compared, and, when both ran the same number of seeds (more than one),
-    the 0.95 quantile of the excess MSE over seeds.
+    Each metric the baseline's table gives a tolerance (all are errors: lower is better) may
+    grow by at most that much: the first seed's value and, when both ran the same number of
+    seeds (more than one), its 0.95 quantile over seeds. Missing numbers (a diverged run) count
+    as infinitely far off.
     """
     found = []
     if _STATUS_RANK.get(after["status"], 2) > _STATUS_RANK.get(before["status"], 2):
         found.append(f"status {before['status']} -> {after['status']}")
         if after["status"] == "diverged":
             return found  # its numbers are gone; listing each would only repeat it
-    growth = _difference(after, before, "excess_mse")
-    if not growth <= tolerances.excess_mse:
-        found.append(f"excess MSE grew by {growth:.4g} (tolerance {tolerances.excess_mse:g})")
     seeds = _value(before, "seeds")
-    if seeds > 1 and not math.isinf(seeds) and seeds == _value(after, "seeds"):
-        growth = _difference(after, before, "excess_mse_q95")
-        if not growth <= tolerances.excess_mse:
-            found.append(
-                f"0.95 quantile of the excess MSE over {seeds:g} seeds grew by {growth:.4g} "
-                f"(tolerance {tolerances.excess_mse:g})"
-            )
-    for name, tolerance in (("slope", tolerances.slope), ("intercept", tolerances.intercept)):
-        if math.isinf(_value(before, name)):
-            continue  # the baseline had no fit to drift from
-        target = before.get(f"target_{name}", after.get(f"target_{name}"))
-        if target is None:  # no true line known: any move counts
-            drift = abs(_difference(after, before, name))
-            text = f"{name} moved by {drift:.4g}"
-        else:  # only a move away from the true line counts
-            drift = abs(_value(after, name) - target) - abs(_value(before, name) - target)
-            text = f"{name} moved {drift:.4g} further from {target:g}"
-        if not drift <= tolerance:
-            found.append(f"{text} (tolerance {tolerance:g})")
+    same_seeds = seeds > 1 and not math.isinf(seeds) and seeds == _value(after, "seeds")
+    for metric in tolerances.gated(before):
+        tolerance = metric.tolerance
+        growth = _difference(after, before, metric.name)
+        if not growth <= tolerance:  # type: ignore[operator]
+            found.append(f"{metric.label} grew by {growth:.4g} (tolerance {tolerance:g})")
+        field_name = quantile_field(metric.name, 0.95)
+        if same_seeds and metric.bound is not None:
+            growth = _difference(after, before, field_name)
+            if not growth <= tolerance:  # type: ignore[operator]
+                found.append(
+                    f"0.95 quantile of the {metric.label} over {seeds:g} seeds grew by {growth:.4g} "
+                    f"(tolerance {tolerance:g})"
+                )
     if tolerances.time_ratio is not None:
         ratio = _ratio(after.get("median"), before.get("median"))
         if ratio > tolerances.time_ratio:  # NaN (no timing on one side) is not compared
@@ -246,9 +252,6 @@ def regressions(
 
 
 def _value(record: Mapping[str, Any], name: str) -> float:
-    if name == "excess_mse" and "excess_mse" not in record:
-        final = record.get("final_mse")
-        return math.inf if final is None else final - record["optimum_mse"]
     value = record.get(name)
     return math.inf if value is None or value != value else float(value)
 

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from optbench import checks, replicas, spread
 from optbench.dataset import as_tensors
 from optbench.problems import Reference
-from optbench.record import Record, SeedRuns, finite_or_none
+from optbench.record import Record, SeedRuns, fields, finite_or_none
 from optbench.replicas import Replicas
 from optbench.scenario import OptimizerLike, Scenario
 
@@ -38,8 +38,8 @@ class Prepared:
     x: torch.Tensor
     y: torch.Tensor
     optimum: Reference
-    target_slope: float
-    target_intercept: float
+    target: tuple[float, ...]
+    """What the fit is judged against: the true parameters where known, else the reference's."""
 
 
 def check_bound(optimizer: OptimizerLike, own: Sequence[torch.Tensor], scenario_id: str) -> None:
@@ -71,30 +71,35 @@ class _Data:
 
     x: torch.Tensor
     y: torch.Tensor
-    truth: tuple[float | None, float | None]
-    """The true slope and intercept where known (``None`` where not)."""
+    truth: tuple[float, ...] | None
+    """The parameters the data were drawn around where known (``None`` where not)."""
 
 
 def _data(scenario: Scenario, seed: int) -> _Data:
     """The points the model sees and the reference is solved on: the problem's, or the scenario's own."""
     source = scenario.dataset
     if source is None:
-        x, y = scenario.problem.data(seed)
-        slope, intercept = scenario.problem.truth or (None, None)
+        x, y = scenario.problem.seed_data(seed)
+        truth = scenario.problem.truth
     else:
         dataset = source if isinstance(source, Dataset) else source(seed)
         x, y = as_tensors(dataset)
-        slope, intercept = getattr(dataset, "slope", None), getattr(dataset, "intercept", None)
-    return _Data(x.to(scenario.torch_dtype), y.to(scenario.torch_dtype), (slope, intercept))
+        truth = getattr(dataset, "truth", None)
+    return _Data(x.to(scenario.torch_dtype), y.to(scenario.torch_dtype), truth)
 
 
-def _targets(data: _Data, optimum: Reference) -> tuple[float, float]:
-    """The line the fit is judged against: the true one where known, else the reference's."""
-    slope, intercept = data.truth
-    return (
-        float(optimum.params[0] if slope is None else slope),
-        float(optimum.params[1] if intercept is None else intercept),
-    )
+def _target(data: _Data, optimum: Reference, scenario_id: str) -> tuple[float, ...]:
+    """What the fit is judged against: the true parameters where known, else the reference's.
+
+    Raises:
+        ValueError: the truth and the reference have different numbers of parameters.
+    """
+    if data.truth is not None and len(data.truth) != len(optimum.params):
+        raise ValueError(
+            f"{scenario_id}: the data's truth has {len(data.truth)} parameters and its reference solution "
+            f"{len(optimum.params)}; give the truth in the reference's parameter order, or None"
+        )
+    return tuple(float(value) for value in (optimum.params if data.truth is None else data.truth))
 
 
 def _model(scenario: Scenario, seed: int, device: torch.device) -> nn.Module:
@@ -110,7 +115,6 @@ def _prepare_one(scenario: Scenario) -> Prepared:
     model = _model(scenario, scenario.seed, device)
     optimizer = scenario.optimizer(model.parameters())
     check_bound(optimizer, list(model.parameters()), scenario.id)
-    target_slope, target_intercept = _targets(data, optimum)
     return Prepared(
         scenario=scenario,
         model=model,
@@ -118,8 +122,7 @@ def _prepare_one(scenario: Scenario) -> Prepared:
         x=x.to(device),
         y=y.to(device),
         optimum=optimum,
-        target_slope=target_slope,
-        target_intercept=target_intercept,
+        target=_target(data, optimum, scenario.id),
     )
 
 
@@ -138,7 +141,8 @@ class Vectorised:
     scenario: Scenario
     replicas: Replicas
     optima: tuple[Reference, ...]
-    targets: tuple[float, float]
+    targets: tuple[tuple[float, ...], ...]
+    """Each seed's target (the true parameters where known, else that seed's reference's)."""
 
 
 Ready = Prepared | Sequential | Vectorised
@@ -189,7 +193,10 @@ def prepare(scenario: Scenario) -> Ready:
             pass  # the same results, one seed after another
         else:
             check_bound(stacked.optimizer, stacked.params, scenario.id)
-            return Vectorised(scenario, stacked, optima, _targets(data[0], optima[0]))
+            targets = tuple(
+                _target(one, optimum, scenario.id) for one, optimum in zip(data, optima, strict=True)
+            )
+            return Vectorised(scenario, stacked, optima, targets)
     return Sequential(scenario, tuple(_prepare_one(single) for single in singles))
 
 
@@ -219,7 +226,7 @@ class SeedFit:
 
     A replica's model is rebuilt in a shared template, valid until the next replica's."""
     optimum: Reference
-    targets: tuple[float, float]
+    target: tuple[float, ...]
 
 
 @dataclass
@@ -232,47 +239,33 @@ class Fitted:
     how: SeedRuns
 
 
-MEASURED = ("slope", "intercept")
-"""What a problem's ``measure`` must return: the fields the record (schema 2) keeps of a fit."""
-
-
-def _measure(scenario: Scenario, model: nn.Module) -> dict[str, float | None]:
-    """The problem's measurements of a trained model, checked against the record's fields."""
-    measured = scenario.problem.measure(model)
-    if not isinstance(measured, dict) or sorted(measured) != sorted(MEASURED):
-        got = sorted(measured) if isinstance(measured, dict) else type(measured).__name__
-        raise ValueError(
-            f"{scenario.id}: problem {scenario.problem.name!r} measured {got}; its measure must return "
-            f"a dict of exactly {', '.join(MEASURED)}, the fields the record keeps"
-        )
-    return {name: finite_or_none(measured[name]) for name in MEASURED}
-
-
 def _record(fit: SeedFit) -> dict[str, Any]:
-    """One seed's fields of the record, with its status."""
+    """One seed's fields of the record, with its status: the run's, then the problem's metrics."""
     scenario, epoch_values = fit.scenario, fit.epoch_values
+    problem = scenario.problem
     curve, stride = _downsample(fit.losses, MAX_CURVE_POINTS)
+    try:
+        metrics = problem.evaluate(fit.model(), fit.optimum, fit.target, final_loss=epoch_values[-1])
+    except ValueError as error:
+        raise ValueError(f"{scenario.id}: {error}") from None
     record: dict[str, Any] = {
         "id": scenario.id,
+        "problem": problem.name,
         "optimizer": scenario.name,
         "batch_size": scenario.batch_size,
         "device": scenario.device,
+        "dtype": scenario.dtype,
         "epochs": scenario.epochs,
         "seed": scenario.seed,
-        "dtype": scenario.dtype,
         "shuffle": scenario.shuffle,
         "hyperparams": scenario.hyperparams_json,
         "steps": fit.losses.shape[0],
-        "status": "diverged",
         "seconds": fit.seconds,
-        "final_mse": finite_or_none(epoch_values[-1]),
-        **_measure(scenario, fit.model()),
-        "optimum_mse": fit.optimum.loss,
-        "optimum_slope": fit.optimum.params[0],
-        "optimum_intercept": fit.optimum.params[1],
-        "target_slope": fit.targets[0],
-        "target_intercept": fit.targets[1],
-        "epoch_mse": [finite_or_none(v) for v in epoch_values],
+        "status": "diverged",
+        "expected_failure": "",
+        "metrics": [metric.as_dict() for metric in problem.table],
+        **{name: finite_or_none(value) for name, value in metrics.items()},
+        "epoch_loss": [finite_or_none(v) for v in epoch_values],
         "step_loss": [finite_or_none(v) for v in curve.tolist()],
         "step_loss_stride": stride,
     }
@@ -284,14 +277,14 @@ def _train_one(prepared: Prepared, reuse_step_loss: bool | None = None) -> SeedF
     """One seed's run.
 
     ``reuse_step_loss`` (default: wherever it is exact) takes each epoch's
-    full-data MSE from the next step's loss instead of computing it again.
+    full-data loss from the next step's loss instead of computing it again.
     """
     scenario = prepared.scenario
     full_batch = scenario.batch_size >= prepared.x.shape[0]
     if reuse_step_loss is None:
         reuse_step_loss = full_batch and not scenario.shuffle and not scenario.needs_closure
     if reuse_step_loss and not full_batch:
-        raise ValueError(f"{scenario.id}: only a full batch's step loss is the full-data MSE")
+        raise ValueError(f"{scenario.id}: only a full batch's step loss is the full-data loss")
     return _train_full_batch(prepared) if reuse_step_loss else _train_batches(prepared)
 
 
@@ -302,14 +295,14 @@ def _train_batches(prepared: Prepared) -> SeedFit:
     size, batch_size = x.shape[0], min(scenario.batch_size, x.shape[0])
     needs_closure = scenario.needs_closure
     losses: list[torch.Tensor] = []
-    epoch_mse: list[torch.Tensor] = []
+    epoch_loss: list[torch.Tensor] = []
     generator = torch.Generator(device=device).manual_seed(scenario.seed) if scenario.shuffle else None
     x_batches, y_batches = x.split(batch_size), y.split(batch_size)
     criterion = scenario.problem.loss
 
     start = time.perf_counter()
     with torch.no_grad():
-        epoch_mse.append(criterion(model(x), y))
+        epoch_loss.append(criterion(model(x), y))
     for _ in range(scenario.epochs):
         if generator is not None:
             order = torch.randperm(size, device=device, generator=generator)
@@ -331,17 +324,17 @@ def _train_batches(prepared: Prepared) -> SeedFit:
                 optimizer.step()
             losses.append(loss.detach())
         with torch.no_grad():
-            mse = criterion(model(x), y)
-        epoch_mse.append(mse)
-        if not math.isfinite(mse.item()):  # the one wait per epoch; .item() is the cheapest on a CPU
+            full = criterion(model(x), y)
+        epoch_loss.append(full)
+        if not math.isfinite(full.item()):  # the one wait per epoch; .item() is the cheapest on a CPU
             break
-    return _finish(prepared, start, torch.stack(losses) if losses else None, torch.stack(epoch_mse))
+    return _finish(prepared, start, torch.stack(losses) if losses else None, torch.stack(epoch_loss))
 
 
 def _train_full_batch(prepared: Prepared) -> SeedFit:
-    """A full batch in data order: one step per epoch, and its loss is the epoch's MSE.
+    """A full batch in data order: one step per epoch, and its loss is the epoch's full-data loss.
 
-    Each step's loss is the full-data MSE after the epoch before, the very
+    Each step's loss is the full-data loss after the epoch before, the very
     computation ``_train_batches`` repeats, so it is not done twice: that halves
     the work per epoch where an epoch is a single step.
     """
@@ -361,16 +354,16 @@ def _train_full_batch(prepared: Prepared) -> SeedFit:
     else:
         with torch.no_grad():
             losses.append(criterion(model(x), y))
-    epoch_mse = torch.stack(losses)
-    return _finish(prepared, start, epoch_mse[:-1], epoch_mse)
+    epoch_loss = torch.stack(losses)
+    return _finish(prepared, start, epoch_loss[:-1], epoch_loss)
 
 
 def _finish(
-    prepared: Prepared, start: float, losses: torch.Tensor | None, epoch_mse: torch.Tensor
+    prepared: Prepared, start: float, losses: torch.Tensor | None, epoch_loss: torch.Tensor
 ) -> SeedFit:
     """Waits for the device, stops the clock and keeps what the record needs."""
-    device = epoch_mse.device
-    epoch_values = epoch_mse.tolist()
+    device = epoch_loss.device
+    epoch_values = epoch_loss.tolist()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -378,10 +371,10 @@ def _finish(
         scenario=prepared.scenario,
         seconds=seconds,
         epoch_values=epoch_values,
-        losses=epoch_mse[:0] if losses is None else losses,
+        losses=epoch_loss[:0] if losses is None else losses,
         model=lambda: prepared.model,
         optimum=prepared.optimum,
-        targets=(prepared.target_slope, prepared.target_intercept),
+        target=prepared.target,
     )
 
 
@@ -395,11 +388,11 @@ def _fit_vectorised(ready: Vectorised) -> Fitted:
             SeedFit(
                 scenario=single,
                 seconds=trace.seconds,
-                epoch_values=trace.epoch_mse[index],
+                epoch_values=trace.epoch_loss[index],
                 losses=trace.losses[:steps, index],
                 model=partial(replicas.model, ready.replicas, index),
                 optimum=ready.optima[index],
-                targets=ready.targets,
+                target=ready.targets[index],
             )
         )
     return Fitted(ready.scenario, seeds, trace.seconds, "vectorised")
@@ -412,7 +405,7 @@ def fit(ready: Ready) -> Fitted:
     device (appended to a list, which costs a third of copying it into a
     preallocated tensor, and stacked once at the end), and batches are views of
     tensors already on the device.
-    Once per epoch the full-data MSE is computed and checked, which is the only
+    Once per epoch the full-data loss is computed and checked, which is the only
     synchronisation until the end; a NaN or infinite loss ends the run there with
     status ``diverged`` (in a vectorised run, once every replica has diverged).
     """
@@ -429,9 +422,10 @@ def summarise(fitted: Fitted) -> Record:
     """The flat record of a fitted scenario: the first seed's fields, and the spread over seeds."""
     records = [_record(seed) for seed in fitted.seeds]
     record = {**records[0], "seconds": fitted.seconds, "seed": fitted.scenario.seed, "seed_runs": fitted.how}
-    record.update(spread.over_seeds(records))
+    table = fitted.scenario.problem.table
+    record.update(spread.over_seeds(records, table))
     record["status"] = checks.status(record)
-    return record  # type: ignore[return-value]
+    return {name: record[name] for name in fields(table)}  # the declared fields, in their order
 
 
 def train(ready: Ready) -> Record:

@@ -1,7 +1,7 @@
 """``python -m optbench.gate``: fail CI when a candidate run converges worse than a baseline run.
 
-Exit 1 when any scenario got worse (its status, its excess MSE, its slope or its
-intercept beyond a tolerance, and with ``--max-time-ratio`` its median time);
+Exit 1 when any scenario got worse (its status, or a metric that its problem gates
+growing beyond its tolerance, and with ``--max-time-ratio`` its median time);
 exit 0 otherwise; exit 2 when the runs cannot be compared.
 """
 
@@ -15,17 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from optbench.checks import DEFAULT_TOLERANCES, Tolerances
-from optbench.results import BENCHMARKS_DIR, ResultsError, find_run, load
+from optbench.checks import Tolerances
+from optbench.problems import PROBLEMS, Metric, Problem
+from optbench.results import BENCHMARKS_DIR, ResultsError, find_run, load, metrics_of
 from optbench.summary import compare
 
 PROG = "python -m optbench.gate"
-
-_TOLERANCE_OPTIONS = (
-    ("--max-excess-growth", "excess_mse", "growth of the excess MSE"),
-    ("--max-slope-drift", "slope", "move of the slope away from the true slope"),
-    ("--max-intercept-drift", "intercept", "move of the intercept away from the true intercept"),
-)
 
 
 class GateError(Exception):
@@ -40,6 +35,36 @@ def _positive(value: str) -> float:
     if not number > 0 or math.isinf(number):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return number
+
+
+def _growth(value: str) -> tuple[str, float]:
+    """``"excess_loss=0.05"`` -> ``("excess_loss", 0.05)``; ``all=0`` sets every metric's (``"*"``)."""
+    name, equals, number = value.partition("=")
+    try:
+        tolerance = float(number) if equals and name.strip() else math.nan
+    except ValueError:
+        tolerance = math.nan
+    if not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise argparse.ArgumentTypeError(
+            f"expected METRIC=X with X a non-negative number (or all=X), got {value!r}"
+        )
+    name = name.strip()
+    return ("*" if name == "all" else name), tolerance
+
+
+def _defaults(problem: Problem) -> str:
+    return ", ".join(f"{m.name}={m.tolerance:g}" for m in problem.table if m.tolerance is not None)
+
+
+def _check_metrics(tolerances: Tolerances, metrics: tuple[Metric, ...]) -> None:
+    """Raises ``GateError`` for a ``--max-growth`` that names no metric of either run."""
+    names = {metric.name for metric in metrics}
+    for name in tolerances.growth:
+        if name != "*" and name not in names:
+            raise GateError(
+                f"--max-growth: neither run has a metric {name!r}; choose from "
+                f"{', '.join(metric.name for metric in metrics)}, or all"
+            )
 
 
 def _load(spec: str, root: Path, role: str) -> pd.DataFrame:
@@ -95,13 +120,9 @@ def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolera
     table["regression"] = table.regression.replace(
         {"removed": "missing from the candidate (its test failed before it was timed, or did not run)"}
     )
+    gated = _gated(baseline, candidate, tolerances)
     score = pd.concat(
-        [
-            table.excess_mse_change / tolerances.excess_mse,
-            table.slope_change.abs() / tolerances.slope,
-            table.intercept_change.abs() / tolerances.intercept,
-        ],
-        axis=1,
+        [_score(table[f"{metric.name}_change"], metric.tolerance) for metric in gated], axis=1
     ).max(axis=1)
     score = score.where(table.status_change == "", math.inf).fillna(math.inf)
     changed = (table.status_change != "") | (score.abs() > 0) | (table.regression != "")
@@ -111,17 +132,31 @@ def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolera
     )
 
 
-def _print(table: pd.DataFrame) -> None:
+def _gated(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolerances) -> tuple[Metric, ...]:
+    """The metrics the runs' tables gate, with ``tolerances`` applied: the columns of the verdict."""
+    table = metrics_of(pd.concat([baseline, candidate], ignore_index=True))
+    return tolerances.gated({"metrics": [metric.as_dict() for metric in table]})
+
+
+def _score(change: pd.Series, tolerance: float) -> pd.Series:
+    """How many tolerances a change is, signed (worse is positive); at tolerance 0 any change is infinite."""
+    if tolerance > 0:
+        return change / tolerance
+    return change.where(change == 0, change.map(lambda value: math.copysign(math.inf, value)))
+
+
+def _print(table: pd.DataFrame, gated: tuple[Metric, ...]) -> None:
     if not len(table):
         print("no scenario changed")
         return
+    changes = {
+        f"{metric.label} change": table[f"{metric.name}_change"].map("{:+.4g}".format) for metric in gated
+    }
     shown = pd.DataFrame(
         {
             "scenario": table.id,
             "status": table.status_change.where(table.status_change != "", table.status_candidate),
-            "excess MSE change": table.excess_mse_change.map("{:+.4g}".format),
-            "slope change": table.slope_change.map("{:+.4g}".format),
-            "intercept change": table.intercept_change.map("{:+.4g}".format),
+            **changes,
             "time ratio": table.time_ratio.map("{:.3g}".format),
             "verdict": [
                 ("REGRESSED: " if gated else "not gated (expected failure): " if note else "")
@@ -141,15 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--candidate", required=True, metavar="RUN", help="a results file or save number")
     parser.add_argument("--benchmarks-dir", type=Path, default=BENCHMARKS_DIR, help="default .benchmarks")
-    for flag, field, what in _TOLERANCE_OPTIONS:
-        default = getattr(DEFAULT_TOLERANCES, field)
-        parser.add_argument(
-            flag,
-            dest=field,
-            type=_positive,
-            default=default,
-            help=f"largest allowed {what} (default {default:g})",
-        )
+    parser.add_argument(
+        "--max-growth",
+        type=_growth,
+        action="append",
+        default=[],
+        metavar="METRIC=X",
+        help="largest allowed growth of a metric over the baseline (repeatable; all=X sets every "
+        "metric's; 0 allows none). Default: the tolerance each problem's metric table gives "
+        f"(the {PROBLEMS.default.name}: {_defaults(PROBLEMS.default)})",
+    )
     parser.add_argument(
         "--max-time-ratio",
         type=_positive,
@@ -161,19 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--allow-failed-baseline", action="store_true", help="accept a baseline with failed scenarios"
     )
     args = parser.parse_args(argv)
-    tolerances = Tolerances(
-        excess_mse=args.excess_mse, slope=args.slope, intercept=args.intercept, time_ratio=args.max_time_ratio
-    )
+    tolerances = Tolerances(growth=dict(args.max_growth), time_ratio=args.max_time_ratio)
     try:
         baseline = _load(args.baseline, args.benchmarks_dir, "baseline")
         candidate = _load(args.candidate, args.benchmarks_dir, "candidate")
+        _check_metrics(tolerances, metrics_of(pd.concat([baseline, candidate], ignore_index=True)))
         for warning in _check_comparable(baseline, candidate, args.allow_failed_baseline):
             print(f"{PROG}: {warning}", file=sys.stderr)
     except (ResultsError, GateError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     table = verdicts(baseline, candidate, tolerances)
-    _print(table)
+    _print(table, _gated(baseline, candidate, tolerances))
     regressed = int(table.gated.sum())
     print(f"{PROG}: {regressed} regression(s) in {candidate.id.nunique()} scenario(s)", file=sys.stderr)
     return 1 if regressed else 0

@@ -35,4 +35,12 @@ def pytest_optbench_problems() -> Iterable[Problem]:
 
         def pytest_optbench_problems():
             return [dataclasses.replace(LINE, name="quiet", data=quiet_line)]
+
+    The registry's tuned settings are keyed by problem, so an optimizer meets a new
+    problem with its ``defaults`` alone; tune the ones you run on it with a case
+    keyed on its name, from ``pytest_optbench_optimizers``::
+
+        def pytest_optbench_optimizers():
+            sgd = OPTIMIZERS["sgd"]
+            return [dataclasses.replace(sgd, cases={**sgd.cases, ("quiet",): Case({"lr": 0.03})})]
     """

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Iterable
 
 from optbench.devices import parse_device
-from optbench.problems import LINE
+from optbench.problems import PROBLEMS
 from optbench.registry import IMPLS
 from optbench.scenario import DTYPES
 
@@ -20,7 +20,7 @@ arguments, so one definition serves both front ends."""
 
 
 def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
-    """Adds the options that choose the optimizers, batch sizes and dtypes of a matrix.
+    """Adds the options that choose the problems, optimizers, batch sizes and dtypes of a matrix.
 
     Args:
         addoption: where the options go: ``parser.getgroup(...).addoption`` in the pytest
@@ -36,12 +36,19 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
         help="comma-separated registry names (default: every registered optimizer)",
     )
     addoption(
+        f"--{prefix}problems",
+        type=parse_names,
+        default=None,
+        metavar="NAMES",
+        help=f"comma-separated problems to train on (default: every registered one: {', '.join(PROBLEMS)})",
+    )
+    addoption(
         f"--{prefix}batch-sizes",
         type=parse_batch_sizes,
         default=None,
         metavar="SIZES",
-        help=f"comma-separated batch sizes (default: the line's, {','.join(map(str, LINE.batch_sizes))}, "
-        "or each problem's own)",
+        help="comma-separated batch sizes (default: each problem's own; the "
+        f"{PROBLEMS.default.name}'s are {','.join(map(str, PROBLEMS.default.batch_sizes))})",
     )
     addoption(
         f"--{prefix}dtypes",

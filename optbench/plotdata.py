@@ -16,47 +16,58 @@ def split_seed_profile(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 def newest(frame: pd.DataFrame) -> pd.DataFrame:
     """Each scenario's row from the newest run that holds it."""
     ordered = frame.sort_values(["date", "run"], na_position="first", kind="stable")
-    return ordered.drop_duplicates("id", keep="last").sort_values(["batch_size", "device", "optimizer"])
+    return ordered.drop_duplicates("id", keep="last").sort_values(
+        ["problem", "batch_size", "device", "optimizer"]
+    )
 
 
-def panels(frame: pd.DataFrame) -> list[tuple[int, str]]:
-    """``(batch size, device)`` per panel: one per batch size, and per device when there are several."""
-    return sorted({(int(bs), str(device)) for bs, device in zip(frame.batch_size, frame.device, strict=True)})
+PANEL = ["problem", "batch_size", "device"]
+"""What one panel of the loss curves shows: one problem at one batch size on one device."""
+
+
+def panels(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
+    """``(problem, batch size, device)`` per panel: one per problem and batch size, and per device."""
+    return sorted(
+        {
+            (str(p), int(bs), str(d))
+            for p, bs, d in zip(frame.problem, frame.batch_size, frame.device, strict=True)
+        }
+    )
 
 
 def loss_curves(frame: pd.DataFrame, label: str = "") -> pd.DataFrame:
-    """One row per point of each scenario's per-epoch full-data MSE: the median over seeds and its band.
+    """One row per point of each scenario's per-epoch full-data loss: the median over seeds and its band.
 
     Args:
         frame: rows from ``optbench.results.load``, one per scenario.
         label: which run the rows come from (``baseline``/``candidate`` in a comparison).
 
     Returns:
-        Columns ``batch_size, device, optimizer, id, label, seeds, epoch, mse,
-        low, high``: ``mse`` is the median over seeds (the one seed's MSE for a
+        Columns ``problem, batch_size, device, optimizer, id, label, seeds, epoch, loss,
+        low, high``: ``loss`` is the median over seeds (the one seed's loss for a
         one-seed scenario), ``low`` and ``high`` the 10% and 90% quantiles.
         Epochs count from 0 (before training), so every batch size shares the x
         axis; a point where the median is not finite (diverged) is left out, and
         a band edge that is not finite is NaN.
     """
-    keys = ["batch_size", "device", "optimizer", "id", "seeds"]
-    bands = {"mse": "epoch_mse_q50", "low": "epoch_mse_q10", "high": "epoch_mse_q90"}
+    keys = [*PANEL, "optimizer", "id", "seeds"]
+    bands = {"loss": "epoch_loss_q50", "low": "epoch_loss_q10", "high": "epoch_loss_q90"}
     points = frame[keys + list(bands.values())].rename(columns={v: k for k, v in bands.items()})
     points = points.explode(list(bands))
     points["epoch"] = points.groupby(level=0).cumcount()
     for column in bands:
         values = points[column].astype(float)
         points[column] = values.where(values < float("inf"))
-    points = points[points["mse"].notna()]
+    points = points[points["loss"].notna()]
     points["label"] = label
-    columns = ["batch_size", "device", "optimizer", "id", "label", "seeds", "epoch", "mse", "low", "high"]
+    columns = [*PANEL, "optimizer", "id", "label", "seeds", "epoch", "loss", "low", "high"]
     return points[columns].reset_index(drop=True)
 
 
 def floors(frame: pd.DataFrame) -> pd.DataFrame:
-    """The least-squares optimum per panel: the MSE no optimizer can go under."""
-    grouped = frame.groupby(["batch_size", "device"], as_index=False)["optimum_mse"].min()
-    return grouped.rename(columns={"optimum_mse": "mse"})
+    """The reference solution's loss per panel (the lowest over seeds): the loss no optimizer goes under."""
+    grouped = frame.groupby(PANEL, as_index=False)["reference_loss"].min()
+    return grouped.rename(columns={"reference_loss": "loss"})
 
 
 def seed_curves(seed: pd.DataFrame) -> pd.DataFrame:

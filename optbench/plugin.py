@@ -27,7 +27,6 @@ from optbench.options import (
     add_matrix_options,
     parse_devices,
     parse_impls,
-    parse_names,
     parse_seed,
     parse_seeds,
     parse_shard,
@@ -52,13 +51,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """Adds the ``--optbench-*`` options."""
     group = parser.getgroup("optbench", "optbench: the optimizer benchmark matrix")
     add_matrix_options(group.addoption, prefix="optbench-")
-    group.addoption(
-        "--optbench-problems",
-        type=parse_names,
-        default=None,
-        metavar="NAMES",
-        help=f"comma-separated problems to train on (default: every registered one: {', '.join(PROBLEMS)})",
-    )
     group.addoption(
         "--optbench-optimizer",
         action="append",
@@ -263,7 +255,7 @@ def _cases(
             marks.append(pytest.mark.skip(reason=reason))
         if impl and impl not in info.impls(device):
             marks.append(pytest.mark.skip(reason=f"{name} has no {impl} implementation on {device}"))
-        expected = info.expected_failure(batch_size, dtype, problem)
+        expected = info.expected_failure(batch_size, problem=problem, dtype=dtype)
         if expected is not None:
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
         case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=problem).id

@@ -1,81 +1,160 @@
-"""The flat, JSON-ready record that one training run produces."""
+"""The record: the flat, JSON-ready dict one training run produces, declared once.
+
+Every field of a record is in one of four groups, declared here and nowhere else:
+
+- ``METADATA``: what ran and how it ended (id, problem, optimizer, ..., status, the metric table);
+- scalars: the first seed's value of each metric of the problem's table, under the metric's name;
+- per-seed lists: ``seed_<metric>`` for each metric, and ``seed_status``;
+- quantiles over seeds, ``<metric>_qNN``, of each metric that has a bound;
+- ``CURVES``: the per-epoch and per-step losses, and the per-epoch loss's band over seeds.
+
+The scalar names come from the problem (``optbench.problems``); this module only says how they
+become fields. Readers, tables, the gate and the baseline derive their columns from here.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Literal, TypedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from optbench.problems.base import Metric
 
 Status = Literal["converged", "not_converged", "diverged"]
-
-SCHEMA_VERSION = 2
-"""Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file.
-
-Version 2 added the multi-seed fields (``seeds`` to ``epoch_mse_q90``) and ``dtype``;
-a version 1 record reads as one float32 seed."""
-
 SeedRuns = Literal["one", "vectorised", "sequential"]
 
+SCHEMA_VERSION = 3
+"""Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file.
 
-class Record(TypedDict):
-    """What the engine returns, what the benchmark stores in ``extra_info``.
+Version 2 added the multi-seed fields and ``dtype``; version 3 made the problem a field and its
+metrics the record's (``final_mse`` became ``final_loss``, ``optimum_mse`` ``reference_loss``,
+``epoch_mse`` ``epoch_loss``; ``metrics`` holds the problem's metric table). Records of versions 1
+and 2, all of the line, read as version 3 (``optbench.problems.line.from_schema2``)."""
 
-    The fields up to ``step_loss_stride`` describe the run of ``seed`` alone,
-    exactly as a one-seed scenario would give them. A scenario with several seeds
-    trains seeds ``seed`` to ``seed + seeds - 1``; the ``seed_*`` lists hold each
-    seed's finals in that order, ``pass_rate`` the share that converged, the
-    ``*_qNN`` fields nearest-rank quantiles over seeds (see ``optbench.spread``),
-    and ``status`` judges all seeds at once (``optbench.checks``).
+Record = dict[str, Any]
+"""What the engine returns and the benchmark stores in ``extra_info``: the fields declared here."""
 
-    Floats that were not finite (a diverged run) are stored as ``None`` so the
-    record stays valid JSON.
+QUANTILES = (0.1, 0.5, 0.9, 0.95)
+"""The quantiles over seeds every record holds of each bounded metric (``excess_loss_q95``)."""
+
+BAND = (0.1, 0.5, 0.9)
+"""The quantiles of the per-epoch loss over seeds that the report draws: the median and a band."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One declared field of a record.
+
+    Attributes:
+        name: the key in the record.
+        kind: its JSON type: ``str``, ``int``, ``float``, ``bool`` or ``list``.
+        doc: what it holds.
+        nullable: ``None`` is allowed (a float that was not finite, as JSON has no NaN).
     """
 
-    id: str
-    optimizer: str
-    batch_size: int
-    device: str
-    epochs: int
-    seed: int
-    dtype: str
-    shuffle: bool
-    hyperparams: str
-    steps: int
-    status: Status
-    seconds: float
-    final_mse: float | None
-    slope: float | None
-    intercept: float | None
-    optimum_mse: float
-    optimum_slope: float
-    optimum_intercept: float
-    target_slope: float
-    target_intercept: float
-    epoch_mse: list[float | None]
-    step_loss: list[float | None]
-    step_loss_stride: int
-    seeds: int
-    seed_runs: SeedRuns
-    seed_final_mse: list[float | None]
-    seed_optimum_mse: list[float | None]
-    seed_slope: list[float | None]
-    seed_intercept: list[float | None]
-    seed_status: list[Status]
-    pass_rate: float
-    excess_mse_q10: float | None
-    excess_mse_q50: float | None
-    excess_mse_q90: float | None
-    excess_mse_q95: float | None
-    slope_error_q10: float | None
-    slope_error_q50: float | None
-    slope_error_q90: float | None
-    slope_error_q95: float | None
-    intercept_error_q10: float | None
-    intercept_error_q50: float | None
-    intercept_error_q90: float | None
-    intercept_error_q95: float | None
-    epoch_mse_q10: list[float | None]
-    epoch_mse_q50: list[float | None]
-    epoch_mse_q90: list[float | None]
+    name: str
+    kind: type
+    doc: str
+    nullable: bool = False
+
+
+METADATA = (
+    Field("id", str, "the scenario's id, such as adam-bs10-cpu: the join key"),
+    Field("problem", str, "the problem's name (optbench.problems)"),
+    Field("optimizer", str, "the optimizer set-up's name, such as adam or adam.fused"),
+    Field("batch_size", int, "samples per step"),
+    Field("device", str, "cpu, cuda, cuda:1, mps"),
+    Field("dtype", str, "float32, float64 or bfloat16"),
+    Field("epochs", int, "passes over the data"),
+    Field("seed", int, "the first seed"),
+    Field("shuffle", bool, "whether each epoch reshuffled the data"),
+    Field("hyperparams", str, "the optimizer's keyword arguments, as a JSON object"),
+    Field("steps", int, "optimizer steps the first seed took"),
+    Field("seconds", float, "time the training took, all seeds together"),
+    Field("status", str, "converged, not_converged or diverged, judging all seeds"),
+    Field("expected_failure", str, "the reason the case may fail (its xfail mark), or ''"),
+    Field("seeds", int, "seeds trained: seed to seed + seeds - 1"),
+    Field("seed_runs", str, "how they ran: one, vectorised or sequential"),
+    Field("pass_rate", float, "the share of seeds that converged"),
+    Field("metrics", list, "the problem's metric table: each metric's name, label, bound and tolerance"),
+    Field("step_loss_stride", int, "steps averaged into each point of step_loss"),
+)
+"""What ran and how it ended: one value per record."""
+
+CURVES = (
+    Field("epoch_loss", list, "the first seed's full-data loss before training and after each epoch"),
+    Field("step_loss", list, "the first seed's per-step loss, averaged down to at most 200 points"),
+    *(
+        Field(f"epoch_loss_q{round(q * 100):02d}", list, f"the per-epoch loss's {q:g} quantile over seeds")
+        for q in BAND
+    ),
+)
+"""Curves: lists of floats (``None`` where not finite)."""
+
+SEED_STATUS = Field("seed_status", list, "each seed's status, in seed order")
+
+
+def seed_field(metric: str) -> str:
+    """The per-seed list of a metric: ``seed_field("excess_loss")`` is ``"seed_excess_loss"``."""
+    return f"seed_{metric}"
+
+
+def quantile_field(metric: str, q: float) -> str:
+    """A quantile's field: ``quantile_field("excess_loss", 0.95)`` is ``"excess_loss_q95"``."""
+    return f"{metric}_q{round(q * 100):02d}"
+
+
+def metric_table(record: Mapping[str, Any]) -> tuple[Metric, ...]:
+    """The record's metric table, as it declares it in ``metrics``.
+
+    Raises:
+        ValueError: an entry is not a metric (a name, and bounds that are non-negative numbers).
+        KeyError, TypeError: the table is missing or not a list of objects.
+    """
+    key = tuple(
+        (str(m["name"]), str(m.get("label") or ""), m.get("bound"), m.get("tolerance"))
+        for m in record["metrics"]
+    )
+    return _metrics(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _metrics(key: tuple[tuple[Any, ...], ...]) -> tuple[Metric, ...]:
+    """The metric table of one key: every record of a problem shares it, so it is parsed once."""
+    return tuple(Metric(*entry) for entry in key)
+
+
+def bounded(metrics: Iterable[Metric]) -> tuple[Metric, ...]:
+    """The metrics that decide convergence: those with a bound."""
+    return tuple(metric for metric in metrics if metric.bound is not None)
+
+
+def scalar_fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """The first seed's metric fields of a record with this table."""
+    return tuple(metric.name for metric in metrics)
+
+
+def seed_fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """The per-seed lists of a record with this table, ``seed_status`` last."""
+    return (*(seed_field(metric.name) for metric in metrics), SEED_STATUS.name)
+
+
+def quantile_fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """The quantile fields of a record with this table: each bounded metric at each of ``QUANTILES``."""
+    return tuple(quantile_field(metric.name, q) for metric in bounded(metrics) for q in QUANTILES)
+
+
+def fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """Every field of a record with this metric table, in the declared order."""
+    return (
+        *(field.name for field in METADATA),
+        *scalar_fields(metrics),
+        *seed_fields(metrics),
+        *quantile_fields(metrics),
+        *(field.name for field in CURVES),
+    )
 
 
 def finite_or_none(value: float) -> float | None:

@@ -12,7 +12,7 @@ import torch
 
 from optbench import replicas
 from optbench.problems import LINE, Problem
-from optbench.scenario import OptimizerFactory, Scenario
+from optbench.scenario import DTYPES, OptimizerFactory, Scenario
 from optbench.split import MatrixSplit
 
 BATCH_SIZES = LINE.batch_sizes
@@ -44,28 +44,68 @@ def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping))
 
 
+CaseKey = tuple[str, int | None, str | None]
+"""``(problem, batch size, dtype)``; ``None`` matches every batch size or dtype. Shorter keys
+(``("line",)``, ``("line", 1)``) are padded with ``None``."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """What an optimizer gets on the cases one key matches, on top of its defaults.
+
+    Attributes:
+        hyperparams: keyword arguments that replace the defaults there (the tuned lr).
+        epochs: epochs there instead of the problem's, or ``None``.
+        fails: why it may not converge there (measured, with the pass rate); ``""``
+            when it must converge.
+        strict: with ``fails``: strict when it never converges there (the benchmark
+            marks a strict expected failure, so a surprise pass is reported too);
+            ``False`` when it converges on most seeds but not all (a non-strict one:
+            timed and reported, never failing the suite).
+    """
+
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    fails: str = ""
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hyperparams", _frozen(self.hyperparams))
+
+
+def _case_key(key: tuple[Any, ...]) -> CaseKey:
+    """``key`` padded to ``(problem, batch size, dtype)``, checked."""
+    if not isinstance(key, tuple) or not 1 <= len(key) <= 3:
+        raise ValueError(f"case key {key!r} must be (problem[, batch size[, dtype]])")
+    problem, batch_size, dtype = (*key, None, None)[:3]
+    if not isinstance(problem, str):
+        raise ValueError(f"case key {key!r}: the problem must be a problem's name")
+    if batch_size is not None and (
+        not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+    ):
+        raise ValueError(f"case key {key!r}: the batch size must be a positive integer or None")
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"case key {key!r}: the dtype must be one of {', '.join(DTYPES)}, or None")
+    return problem, batch_size, dtype
+
+
 @dataclass(frozen=True)
 class OptimizerInfo:
-    """One optimizer under test: how to build it for this problem, and what it can do.
+    """One optimizer under test: how to build it, what it gets on each case, and what it can do.
 
     Attributes:
         name: registry key and first part of scenario ids (``adam``).
         torch_name: the ``torch.optim`` class it exercises, or ``None`` for a
             third-party optimizer.
         factory: called as ``factory(params, **hyperparams)``.
-        defaults: hyper-parameters tuned for this problem, for every batch size.
-        per_batch_size: overrides of ``defaults`` for particular batch sizes.
-        epochs: overrides of the default epochs per batch size.
-        expected_failures: batch size -> reason, for combinations that honestly
-            do not converge within the budget; the benchmark marks them as strict
-            expected failures, so an unexpected pass is reported too.
-        unreliable: batch size -> reason, for combinations that converge on most
-            seeds but not all (measured by ``optbench.calibrate``); the benchmark
-            marks them as non-strict expected failures: timed and reported, never
-            failing the suite.
-        dtype_failures: dtype -> batch size -> reason: strict expected failures
-            in that dtype only (bfloat16's coarse steps stall small updates).
-        dtype_unreliable: dtype -> batch size -> reason: non-strict ones.
+        defaults: hyper-parameters for every problem and batch size.
+        cases: the one map of what differs by problem, batch size and dtype: keys
+            ``(problem, batch size, dtype)`` (``None`` matches all), values ``Case``:
+            tuned hyper-parameters, epochs, and known failures with their
+            strictness. Where several keys match, the more specific wins: the
+            batch size's over the problem's, the dtype's over both (a key's
+            hyper-parameters add to the broader ones'; its ``fails`` stands
+            unless a more specific key names a failure of its own).
         needs_closure: ``step`` takes a closure that re-evaluates the loss (LBFGS).
         matrix_only: updates only 2-D parameters; a companion takes the rest.
         sparse_only: needs sparse gradients.
@@ -80,12 +120,7 @@ class OptimizerInfo:
     torch_name: str | None
     factory: OptimizerFactory
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    per_batch_size: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
-    epochs: Mapping[int, int] = field(default_factory=dict)
-    expected_failures: Mapping[int, str] = field(default_factory=dict)
-    unreliable: Mapping[int, str] = field(default_factory=dict)
-    dtype_failures: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
-    dtype_unreliable: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    cases: Mapping[tuple[Any, ...], Case] = field(default_factory=dict)
     needs_closure: bool = False
     matrix_only: bool = False
     sparse_only: bool = False
@@ -95,44 +130,47 @@ class OptimizerInfo:
     note: str = ""
 
     def __post_init__(self) -> None:
-        for attribute in ("defaults", "per_batch_size", "epochs", "expected_failures", "unreliable"):
-            object.__setattr__(self, attribute, _frozen(getattr(self, attribute)))
-        for attribute in ("dtype_failures", "dtype_unreliable"):
-            by_dtype = {dtype: _frozen(cases) for dtype, cases in getattr(self, attribute).items()}
-            object.__setattr__(self, attribute, _frozen(by_dtype))
+        object.__setattr__(self, "defaults", _frozen(self.defaults))
+        cases = {}
+        for key, case in self.cases.items():
+            if not isinstance(case, Case):
+                raise ValueError(f"{self.name}: the case {key!r} is {case!r}, not an optbench.registry.Case")
+            padded = _case_key(key)
+            if padded in cases:
+                raise ValueError(f"{self.name}: the case {padded!r} is given twice")
+            cases[padded] = case
+        object.__setattr__(self, "cases", _frozen(cases))
 
-    def hyperparams(self, batch_size: int) -> dict[str, Any]:
-        """The hyper-parameters this optimizer uses at ``batch_size``."""
-        return {**self.defaults, **self.per_batch_size.get(batch_size, {})}
+    def _matching(self, problem: str, batch_size: int, dtype: str) -> list[Case]:
+        """The cases that apply, least specific first."""
+        keys = [
+            (problem, None, None),
+            (problem, batch_size, None),
+            (problem, None, dtype),
+            (problem, batch_size, dtype),
+        ]
+        return [self.cases[key] for key in keys if key in self.cases]
+
+    def hyperparams(
+        self, batch_size: int, *, problem: Problem = LINE, dtype: str = "float32"
+    ) -> dict[str, Any]:
+        """The hyper-parameters this optimizer uses at ``batch_size`` on ``problem`` in ``dtype``."""
+        found = dict(self.defaults)
+        for case in self._matching(problem.name, batch_size, dtype):
+            found.update(case.hyperparams)
+        return found
 
     def expected_failure(
-        self, batch_size: int, dtype: str = "float32", problem: Problem = LINE
+        self, batch_size: int, *, problem: Problem = LINE, dtype: str = "float32"
     ) -> tuple[str, bool] | None:
-        """``(reason, strict)`` when ``batch_size`` in ``dtype`` may not converge, else ``None``.
+        """``(reason, strict)`` where the case may not converge, else ``None``."""
+        failing = [case for case in self._matching(problem.name, batch_size, dtype) if case.fails]
+        return (failing[-1].fails, failing[-1].strict) if failing else None
 
-        The failures were measured on the line; on any other problem none is known.
-        """
-        if problem.name != LINE.name:
-            return None
-        if batch_size in self.dtype_failures.get(dtype, {}):
-            return self.dtype_failures[dtype][batch_size], True
-        if batch_size in self.dtype_unreliable.get(dtype, {}):
-            return self.dtype_unreliable[dtype][batch_size], False
-        if batch_size in self.expected_failures:
-            return self.expected_failures[batch_size], True
-        if batch_size in self.unreliable:
-            return self.unreliable[batch_size], False
-        return None
-
-    def epochs_for(self, batch_size: int, problem: Problem = LINE) -> int:
-        """The epochs this optimizer gets at ``batch_size`` on ``problem``.
-
-        Its own ``epochs`` were tuned on the line, so they apply there; any other
-        problem gives its own default.
-        """
-        if problem.name != LINE.name:
-            return problem.epochs_for(batch_size)
-        return self.epochs.get(batch_size, LINE.epochs_for(batch_size))
+    def epochs_for(self, batch_size: int, *, problem: Problem = LINE, dtype: str = "float32") -> int:
+        """The epochs this optimizer gets at ``batch_size`` on ``problem``: its case's, else the problem's."""
+        epochs = [case.epochs for case in self._matching(problem.name, batch_size, dtype) if case.epochs]
+        return epochs[-1] if epochs else problem.epochs_for(batch_size)
 
     def impls(self, device: str = "cpu") -> tuple[str, ...]:
         """The implementations this optimizer has on ``device``.
@@ -181,8 +219,10 @@ class OptimizerInfo:
         ``impl`` (``forloop``, ``foreach`` or ``fused``) selects an implementation and
         names the scenario ``<name>.<impl>``; empty keeps torch's default choice.
         """
-        problem = overrides.get("problem", LINE)  # not a Problem: Scenario says so in one line
-        hyperparams = self.hyperparams(batch_size)
+        problem = overrides.get("problem", LINE)
+        problem = problem if isinstance(problem, Problem) else LINE  # not a Problem: Scenario says so
+        dtype = overrides.get("dtype", "float32")
+        hyperparams = self.hyperparams(batch_size, problem=problem, dtype=dtype)
         if impl:
             hyperparams.update(self.impl_hyperparams(impl))
         fields: dict[str, Any] = {
@@ -190,7 +230,7 @@ class OptimizerInfo:
             "optimizer": partial(self.factory, **hyperparams),
             "batch_size": batch_size,
             "device": device,
-            "epochs": self.epochs_for(batch_size, problem if isinstance(problem, Problem) else LINE),
+            "epochs": self.epochs_for(batch_size, problem=problem, dtype=dtype),
             "seed": seed,
             "needs_closure": self.needs_closure,
             "elementwise": self.elementwise,
@@ -241,13 +281,19 @@ class Registry(Mapping[str, OptimizerInfo]):
         return Registry([*kept, *entries])
 
 
-def _bfloat16_stalls(*batch_sizes: int) -> dict[str, dict[int, str]]:
-    """Cases that never converge in bfloat16 (0 of 32 seeds; docs/calibration.md)."""
-    reason = "bfloat16 drops steps under the weight's rounding step (1/64 near 5): 0 of 32 seeds converged"
-    return {"bfloat16": dict.fromkeys(batch_sizes, reason)}
+LINE_CASES = (LINE.name,)
+"""The key of what holds on the line at every batch size and dtype."""
+
+BF16_STALLS = Case(
+    fails="bfloat16 drops steps under the weight's rounding step (1/64 near 5): 0 of 32 seeds converged"
+)
+"""A case that never converges in bfloat16 (docs/calibration-dtypes.md)."""
+
+BF16_ROUNDS = Case(fails="bfloat16 rounds its small steps: 26 of 32 seeds converged", strict=False)
+"""A case that converges on most bfloat16 seeds but not all (docs/calibration-dtypes.md)."""
 
 
-def _muon(params: Iterable[torch.nn.Parameter], *, companion_lr: float, **muon: Any) -> MatrixSplit:
+def _muon(params: Iterable[torch.nn.Parameter], *, companion_lr: float = 1e-3, **muon: Any) -> MatrixSplit:
     return MatrixSplit(
         params,
         matrix=partial(torch.optim.Muon, **muon),
@@ -255,27 +301,37 @@ def _muon(params: Iterable[torch.nn.Parameter], *, companion_lr: float, **muon: 
     )
 
 
+# Every case key below is the line's: its learning rates, epochs and failures were measured there
+# (docs/calibration.md, docs/calibration-dtypes.md). On any other problem an optimizer gets its
+# `defaults` and that problem's epochs.
 OPTIMIZERS = Registry(
     [
         OptimizerInfo(
             "adadelta",
             "Adadelta",
             torch.optim.Adadelta,
-            defaults={"lr": 10.0},
-            per_batch_size={1: {"lr": 1.0}, 10: {"lr": 30.0}},
-            epochs={50: 300, 100: 300},
+            cases={
+                LINE_CASES: Case({"lr": 10.0}),
+                ("line", 1): Case({"lr": 1.0}),
+                ("line", 10): Case({"lr": 30.0}),
+                ("line", 50): Case(epochs=300),
+                ("line", 100): Case(epochs=300),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
             note="its step starts near sqrt(eps) * lr, so large batches need a large lr and more epochs",
-            dtype_failures=_bfloat16_stalls(1),
         ),
         OptimizerInfo(
             "adafactor",
             "Adafactor",
             torch.optim.Adafactor,
-            defaults={"lr": 0.1, "eps": (None, 1.0)},
-            per_batch_size={1: {"lr": 0.01}, 10: {"lr": 0.02}},
-            epochs={10: 100},
+            defaults={"eps": (None, 1.0)},
+            cases={
+                LINE_CASES: Case({"lr": 0.1}),
+                ("line", 1): Case({"lr": 0.01}),
+                ("line", 10): Case({"lr": 0.02}, epochs=100),
+            },
             foreach=True,
             note="steps scale with the parameter's RMS, floored at eps[1]; torch's floor 1e-3 "
             "leaves a bias that starts near 0 almost still. Factored second moments for "
@@ -285,67 +341,93 @@ OPTIMIZERS = Registry(
             "adagrad",
             "Adagrad",
             torch.optim.Adagrad,
-            defaults={"lr": 3.0},
-            per_batch_size={1: {"lr": 0.3}},
+            cases={
+                LINE_CASES: Case({"lr": 3.0}),
+                ("line", 1): Case({"lr": 0.3}),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
             fused=True,
             note="torch's default lr 0.01 leaves the final MSE above 200 (seed 0, bs 1 and 100)",
-            dtype_failures=_bfloat16_stalls(1),
         ),
         OptimizerInfo(
             "adam",
             "Adam",
             torch.optim.Adam,
-            defaults={"lr": 0.3},
-            per_batch_size={1: {"lr": 0.03}, 50: {"lr": 3.0}, 100: {"lr": 1.0}},
+            cases={
+                LINE_CASES: Case({"lr": 0.3}),
+                ("line", 1): Case({"lr": 0.03}),
+                ("line", 50): Case({"lr": 3.0}),
+                ("line", 100): Case({"lr": 1.0}),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
             fused=True,
-            dtype_failures=_bfloat16_stalls(1),
         ),
         OptimizerInfo(
             "adamax",
             "Adamax",
             torch.optim.Adamax,
-            defaults={"lr": 3.0},
-            per_batch_size={1: {"lr": 0.03}, 10: {"lr": 1.0}},
+            cases={
+                LINE_CASES: Case({"lr": 3.0}),
+                ("line", 1): Case({"lr": 0.03}),
+                ("line", 10): Case({"lr": 1.0}),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
-            dtype_failures=_bfloat16_stalls(1),
         ),
         OptimizerInfo(
             "adamw",
             "AdamW",
             torch.optim.AdamW,
-            defaults={"lr": 3.0},
-            per_batch_size={1: {"lr": 0.02}, 10: {"lr": 0.3}},
+            cases={
+                LINE_CASES: Case({"lr": 3.0}),
+                ("line", 1): Case({"lr": 0.02}),
+                ("line", 10): Case({"lr": 0.3}),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
             fused=True,
             note="torch's default weight decay 0.01 is kept; it pulls the fit towards 0 a little",
-            dtype_failures=_bfloat16_stalls(1),
         ),
         OptimizerInfo(
             "asgd",
             "ASGD",
             torch.optim.ASGD,
-            defaults={"lr": 0.03},
-            per_batch_size={1: {"lr": 0.001}, 10: {"lr": 0.01}},
+            cases={
+                LINE_CASES: Case({"lr": 0.03}),
+                ("line", 1): Case({"lr": 0.001}),
+                ("line", 10): Case({"lr": 0.01}),
+                ("line", 1, "bfloat16"): BF16_ROUNDS,
+            },
             elementwise=True,
             foreach=True,
-            dtype_unreliable={"bfloat16": {1: "bfloat16 rounds its small steps: 26 of 32 seeds converged"}},
         ),
         OptimizerInfo(
             "lbfgs",
             "LBFGS",
             torch.optim.LBFGS,
-            defaults={"lr": 1.0},
-            per_batch_size={1: {"max_iter": 1}, 10: {"max_iter": 1, "history_size": 3}},
-            unreliable={
-                1: "full-batch method: converged on 176 of 200 seeds at batch size 1",
-                10: "full-batch method: converged on 199 of 200 seeds at batch size 10",
-                50: "full-batch method: worst intercept error 0.295 of 0.3 over 200 seeds at batch size 50",
+            cases={
+                LINE_CASES: Case({"lr": 1.0}),
+                ("line", 1): Case(
+                    {"max_iter": 1},
+                    fails="full-batch method: converged on 176 of 200 seeds at batch size 1",
+                    strict=False,
+                ),
+                ("line", 10): Case(
+                    {"max_iter": 1, "history_size": 3},
+                    fails="full-batch method: converged on 199 of 200 seeds at batch size 10",
+                    strict=False,
+                ),
+                ("line", 50): Case(
+                    fails="full-batch method: worst intercept error 0.295 of 0.3 over 200 seeds at "
+                    "batch size 50",
+                    strict=False,
+                ),
             },
             needs_closure=True,
             note="curvature pairs from different mini-batches mislead it; one inner iteration "
@@ -355,42 +437,58 @@ OPTIMIZERS = Registry(
             "muon",
             "Muon",
             _muon,
-            defaults={"lr": 0.1, "weight_decay": 0.0, "companion_lr": 0.1},
-            per_batch_size={1: {"lr": 0.01, "companion_lr": 0.01}, 10: {"lr": 0.02}},
-            epochs={10: 100, 100: 300},
+            defaults={"weight_decay": 0.0},
+            cases={
+                LINE_CASES: Case({"lr": 0.1, "companion_lr": 0.1}),
+                ("line", 1): Case({"lr": 0.01, "companion_lr": 0.01}),
+                ("line", 10): Case({"lr": 0.02}, epochs=100),
+                ("line", 100): Case(epochs=300),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+                ("line", 10, "bfloat16"): BF16_STALLS,
+            },
             matrix_only=True,
             note="the 1-D bias is trained by a companion Adam (companion_lr)",
-            dtype_failures=_bfloat16_stalls(1, 10),
         ),
         OptimizerInfo(
             "nadam",
             "NAdam",
             torch.optim.NAdam,
-            defaults={"lr": 0.3},
-            per_batch_size={1: {"lr": 0.03}, 50: {"lr": 1.0}, 100: {"lr": 0.1}},
-            epochs={100: 300},
+            cases={
+                LINE_CASES: Case({"lr": 0.3}),
+                ("line", 1): Case({"lr": 0.03}),
+                ("line", 50): Case({"lr": 1.0}),
+                ("line", 100): Case({"lr": 0.1}, epochs=300),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+                ("line", 100, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
-            dtype_failures=_bfloat16_stalls(1, 100),
         ),
         OptimizerInfo(
             "radam",
             "RAdam",
             torch.optim.RAdam,
-            defaults={"lr": 0.1, "betas": (0.9, 0.9)},
-            per_batch_size={1: {"lr": 0.1, "betas": (0.9, 0.999)}, 10: {"lr": 0.01}},
+            cases={
+                LINE_CASES: Case({"lr": 0.1, "betas": (0.9, 0.9)}),
+                ("line", 1): Case({"lr": 0.1, "betas": (0.9, 0.999)}),
+                ("line", 10): Case({"lr": 0.01}),
+                ("line", 1, "bfloat16"): BF16_STALLS,
+                ("line", 10, "bfloat16"): BF16_STALLS,
+            },
             elementwise=True,
             foreach=True,
             note="its first steps are unadapted momentum SGD, which overshoots at large batches "
             "unless beta2 is short (0.9) so the adaptive phase starts with a settled variance",
-            dtype_failures=_bfloat16_stalls(1, 10),
         ),
         OptimizerInfo(
             "rmsprop",
             "RMSprop",
             torch.optim.RMSprop,
-            defaults={"lr": 0.1},
-            per_batch_size={1: {"lr": 0.01}, 100: {"lr": 0.3}},
+            cases={
+                LINE_CASES: Case({"lr": 0.1}),
+                ("line", 1): Case({"lr": 0.01}),
+                ("line", 100): Case({"lr": 0.3}),
+            },
             elementwise=True,
             foreach=True,
         ),
@@ -398,9 +496,16 @@ OPTIMIZERS = Registry(
             "rprop",
             "Rprop",
             torch.optim.Rprop,
-            defaults={"lr": 1.0},
-            per_batch_size={1: {"lr": 0.01, "step_sizes": (1e-6, 0.05)}, 10: {"lr": 0.3}, 100: {"lr": 3.0}},
-            unreliable={1: "sign-based steps: converged on 198 of 200 seeds at batch size 1"},
+            cases={
+                LINE_CASES: Case({"lr": 1.0}),
+                ("line", 1): Case(
+                    {"lr": 0.01, "step_sizes": (1e-6, 0.05)},
+                    fails="sign-based steps: converged on 198 of 200 seeds at batch size 1",
+                    strict=False,
+                ),
+                ("line", 10): Case({"lr": 0.3}),
+                ("line", 100): Case({"lr": 3.0}),
+            },
             elementwise=True,
             foreach=True,
             note="its step sizes follow gradient signs, which single samples flip; capping the "
@@ -410,12 +515,15 @@ OPTIMIZERS = Registry(
             "sgd",
             "SGD",
             torch.optim.SGD,
-            defaults={"lr": 0.01},
-            per_batch_size={1: {"lr": 0.001}, 100: {"lr": 0.03}},
+            cases={
+                LINE_CASES: Case({"lr": 0.01}),
+                ("line", 1): Case({"lr": 0.001}),
+                ("line", 100): Case({"lr": 0.03}),
+                ("line", 1, "bfloat16"): BF16_ROUNDS,
+            },
             elementwise=True,
             foreach=True,
             fused=True,
-            dtype_unreliable={"bfloat16": {1: "bfloat16 rounds its small steps: 26 of 32 seeds converged"}},
         ),
     ]
 )
@@ -430,8 +538,10 @@ UNSUPPORTED = MappingProxyType(
 
 SEED_PROFILE = Registry(
     [
-        OptimizerInfo("seed.adam", "Adam", torch.optim.Adam, defaults={"lr": 0.01}, epochs={1: 20}),
-        OptimizerInfo("seed.sgd", "SGD", torch.optim.SGD, defaults={"lr": 0.01}, epochs={1: 20}),
+        OptimizerInfo(
+            "seed.adam", "Adam", torch.optim.Adam, cases={("line", 1): Case({"lr": 0.01}, epochs=20)}
+        ),
+        OptimizerInfo("seed.sgd", "SGD", torch.optim.SGD, cases={("line", 1): Case({"lr": 0.01}, epochs=20)}),
     ]
 )
 """The tutorial's own comparison: SGD and Adam at lr 0.01, batch size 1, 20 epochs, no

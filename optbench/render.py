@@ -19,8 +19,10 @@ MAX_LEGEND = 24
 """Past this many optimizers a legend hides the curves; the tables name them instead."""
 
 
-def loss_curves_figure(curves: pd.DataFrame, floors: pd.DataFrame, panels: list[tuple[int, str]]) -> Figure:
-    """A panel per (batch size, device), a line per optimizer (dashed: baseline), MSE on a log scale.
+def loss_curves_figure(
+    curves: pd.DataFrame, floors: pd.DataFrame, panels: list[tuple[str, int, str]]
+) -> Figure:
+    """A panel per (problem, batch size, device), a line per optimizer (dashed: baseline), log-scale loss.
 
     A scenario of several seeds is drawn as its median with the 10-90% band shaded.
     """
@@ -31,23 +33,28 @@ def loss_curves_figure(curves: pd.DataFrame, floors: pd.DataFrame, panels: list[
     names = sorted(curves.optimizer.unique())
     palette = matplotlib.colormaps["tab20"]
     colours = {name: palette(index % 20) for index, name in enumerate(names)}
-    several_devices = len({device for _, device in panels}) > 1
-    for axis, (batch_size, device) in zip(axes.flat, panels, strict=False):
-        panel = curves[(curves.batch_size == batch_size) & (curves.device == device)]
+    several_devices = len({device for _, _, device in panels}) > 1
+    several_problems = len({problem for problem, _, _ in panels}) > 1
+    for axis, (problem, batch_size, device) in zip(axes.flat, panels, strict=False):
+        where = (curves.problem == problem) & (curves.batch_size == batch_size) & (curves.device == device)
+        panel = curves[where]
         for (name, label), line in panel.groupby(["optimizer", "label"], sort=True):
             text = name if not label or label == "candidate" else f"{name} ({label})"
             seeds = int(line.seeds.max())
             if seeds > 1:
                 text += f" (median of {seeds})"
                 axis.fill_between(line.epoch, line.low, line.high, color=colours[name], alpha=0.15, lw=0)
-            axis.plot(line.epoch, line.mse, _STYLES.get(label, "-"), color=colours[name], label=text, lw=1.4)
-        floor = floors[(floors.batch_size == batch_size) & (floors.device == device)]
+            axis.plot(line.epoch, line.loss, _STYLES.get(label, "-"), color=colours[name], label=text, lw=1.4)
+        floor = floors[
+            (floors.problem == problem) & (floors.batch_size == batch_size) & (floors.device == device)
+        ]
         if len(floor):
-            axis.axhline(float(floor.mse.iloc[0]), color="black", lw=1, ls=":", label="least-squares optimum")
+            axis.axhline(float(floor.loss.iloc[0]), color="black", lw=1, ls=":", label="reference loss")
         axis.set_yscale("log")
-        axis.set_title(f"batch size {batch_size}" + (f" on {device}" if several_devices else ""))
+        title = f"{problem}: " if several_problems else ""
+        axis.set_title(f"{title}batch size {batch_size}" + (f" on {device}" if several_devices else ""))
         axis.set_xlabel("epoch")
-        axis.set_ylabel("full-data MSE (log scale)")
+        axis.set_ylabel("full-data loss (log scale)")
         axis.grid(True, which="major", alpha=0.3)
         if len(names) <= MAX_LEGEND:
             axis.legend(fontsize="x-small", ncol=2, loc="upper right")
@@ -74,7 +81,7 @@ def seed_figure(curves: pd.DataFrame, floor: float | None) -> Figure:
     ):
         axis.plot(line.step, line.loss, label=labels.get(name, name), lw=1.4)
     if floor is not None:
-        axis.axhline(floor, color="black", lw=1, ls=":", label="least-squares optimum")
+        axis.axhline(floor, color="black", lw=1, ls=":", label="reference loss (least squares)")
     axis.set_yscale("log")
     axis.set_xlabel("step (batch size 1; mean loss per window)")
     axis.set_ylabel("training loss (log scale)")

@@ -73,7 +73,7 @@ class Replicas:
     shuffle: bool
     step_graphs: dict[int, Graph]
     """The traced step, by batch length (the last batch may be shorter)."""
-    mse_graph: Graph
+    loss_graph: Graph
     names: tuple[str, ...]
     """The model's parameter names, in the order of ``params``."""
     template: nn.Module
@@ -88,9 +88,9 @@ class Trace:
 
     seconds: float
     epochs_done: list[int]
-    """Epochs each replica trained before its full-data MSE became NaN or infinite (or all)."""
-    epoch_mse: list[list[float]]
-    """Per replica: the full-data MSE before training and after each epoch it trained."""
+    """Epochs each replica trained before its full-data loss became NaN or infinite (or all)."""
+    epoch_loss: list[list[float]]
+    """Per replica: the full-data loss before training and after each epoch it trained."""
     losses: torch.Tensor
     """``(steps, K)`` per-step losses on the host."""
 
@@ -148,7 +148,7 @@ def prepare(
                 length: make_fx(vmap(step))(*inputs, x[:, :length].contiguous(), y[:, :length].contiguous())
                 for length in lengths
             }
-            mse_graph = make_fx(vmap(objective))(*inputs, x, y)
+            loss_graph = make_fx(vmap(objective))(*inputs, x, y)
     except Exception as error:  # vmap and tracing fail in many ways, all meaning "not stackable"
         reason = f"{type(error).__name__}: {error}"
         raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
@@ -163,7 +163,7 @@ def prepare(
         epochs=epochs,
         shuffle=shuffle,
         step_graphs=step_graphs,
-        mse_graph=mse_graph,
+        loss_graph=loss_graph,
         names=names,
         template=copy.deepcopy(models[0]).to(device),
         inputs=inputs,
@@ -174,14 +174,14 @@ def train(replicas: Replicas) -> Trace:
     """Trains every replica once; the timed part of a benchmark round.
 
     As in the one-model loop, nothing waits for the device until the end except
-    the per-epoch check, which stops the run once every replica's full-data MSE
+    the per-epoch check, which stops the run once every replica's full-data loss
     is NaN or infinite.
     """
     r = replicas
     x, y, inputs, params, optimizer = r.x, r.y, r.inputs, r.params, r.optimizer
     device = x.device
     count, size = x.shape[0], x.shape[1]
-    epoch_mse = torch.empty(r.epochs + 1, count, device=device, dtype=x.dtype)
+    epoch_loss = torch.empty(r.epochs + 1, count, device=device, dtype=x.dtype)
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in r.seeds] if r.shuffle else None
     rows = torch.arange(count, device=device).unsqueeze(1)
     batches = _batches(x, y, r.batch_size)
@@ -190,7 +190,7 @@ def train(replicas: Replicas) -> Trace:
 
     start = time.perf_counter()
     with torch.no_grad():
-        epoch_mse[0] = r.mse_graph(*inputs, x, y)
+        epoch_loss[0] = r.loss_graph(*inputs, x, y)
         epochs_done = 0
         for epoch in range(1, r.epochs + 1):
             if generators is not None:
@@ -202,17 +202,17 @@ def train(replicas: Replicas) -> Trace:
                     param.grad = grad
                 optimizer.step()
                 losses.append(loss)
-            epoch_mse[epoch] = r.mse_graph(*inputs, x, y)
+            epoch_loss[epoch] = r.loss_graph(*inputs, x, y)
             epochs_done = epoch
-            if not torch.isfinite(epoch_mse[epoch]).any():
+            if not torch.isfinite(epoch_loss[epoch]).any():
                 break
-    host_losses = torch.stack(losses).cpu() if losses else epoch_mse[:0].cpu()
-    host_mse = epoch_mse[: epochs_done + 1].cpu()
+    host_losses = torch.stack(losses).cpu() if losses else epoch_loss[:0].cpu()
+    host_loss = epoch_loss[: epochs_done + 1].cpu()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
 
-    finite = torch.isfinite(host_mse)
+    finite = torch.isfinite(host_loss)
     done = []
     for replica in range(count):
         bad = (~finite[1:, replica]).nonzero()
@@ -220,7 +220,7 @@ def train(replicas: Replicas) -> Trace:
     return Trace(
         seconds=seconds,
         epochs_done=done,
-        epoch_mse=[host_mse[: done[k] + 1, k].tolist() for k in range(count)],
+        epoch_loss=[host_loss[: done[k] + 1, k].tolist() for k in range(count)],
         losses=host_losses,
     )
 

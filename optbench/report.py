@@ -42,7 +42,7 @@ def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, by
         figures["loss_curves.png"] = render.png(figure)
     seed_points = plotdata.seed_curves(seed)
     if len(seed_points):
-        figures["seed.png"] = render.png(render.seed_figure(seed_points, float(seed.optimum_mse.min())))
+        figures["seed.png"] = render.png(render.seed_figure(seed_points, float(seed.reference_loss.min())))
     return figures
 
 

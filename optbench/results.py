@@ -19,27 +19,45 @@ import pandas as pd
 
 from optbench import spread
 from optbench.checks import failures
-from optbench.record import SCHEMA_VERSION, finite_or_none
+from optbench.problems import Metric
+from optbench.problems.line import SCHEMA2_NEEDED, from_schema2
+from optbench.record import (
+    BAND,
+    CURVES,
+    METADATA,
+    SCHEMA_VERSION,
+    bounded,
+    fields,
+    finite_or_none,
+    metric_table,
+    quantile_field,
+    quantile_fields,
+    scalar_fields,
+    seed_field,
+    seed_fields,
+)
 
 BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
 
 _SAVE_NUMBER = re.compile(r"^(\d{4})_")
 _SAVE_HINT = "run `pytest benchmarks --benchmark-autosave` first, or pass result files"
-_NEEDED = ("id", "optimizer", "batch_size", "device", "final_mse", "optimum_mse", "status", "epoch_mse")
-_FLOATS = ("final_mse", "slope", "intercept", "optimum_mse", "target_slope", "target_intercept")
-_SEED_LISTS = ("seed_final_mse", "seed_optimum_mse", "seed_slope", "seed_intercept")
-_QUANTILES = tuple(spread.name(metric, q) for metric in spread.ERRORS for q in spread.QUANTILES)
-_BANDS = tuple(spread.name("epoch_mse", q) for q in spread.BAND)
+_NEEDED = ("id", "optimizer", "batch_size", "device", "status", "metrics", "final_loss", "epoch_loss")
 
-COLUMNS = (
-    "run", "save", "machine", "commit", "date", "torch", "test", "id", "optimizer", "batch_size",
-    "device", "dtype", "seed", "epochs", "steps", "min", "median", "mean", "stddev", "rounds", "final_mse",
-    "optimum_mse", "excess_mse", "slope", "intercept", "target_slope", "target_intercept", "status",
-    "passed", "expected_failure", "epoch_mse", "step_loss", "step_loss_stride", "schema", "seeds",
-    "seed_runs", "pass_rate", *_QUANTILES, *_BANDS, *_SEED_LISTS, "seed_status",
-)  # fmt: skip
-"""The DataFrame's columns, in order. A record saved before schema 2 reads as one seed."""
+RUN_COLUMNS = ("run", "save", "machine", "commit", "date", "torch", "schema", "test")
+"""Where each row comes from: the saved run and its test."""
+
+TIMING_COLUMNS = ("min", "median", "mean", "stddev", "rounds")
+"""pytest-benchmark's statistics of the timed rounds, in seconds (NaN where not timed)."""
+
+
+def columns(metrics: Sequence[Any]) -> tuple[str, ...]:
+    """The DataFrame's columns for rows whose metric tables together hold ``metrics``, in order.
+
+    The run's columns, the timings, every declared record field (``optbench.record``), and
+    ``passed`` (the bounds check, judged again on load).
+    """
+    return (*RUN_COLUMNS, *TIMING_COLUMNS, *fields(metrics), "passed")
 
 
 class ResultsError(Exception):
@@ -157,7 +175,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         "torch": str(machine.get("torch_version", "")),
         "schema": _integer(data.get("optbench_schema")),
     }
-    rows = [_row(run, bench) for bench in data["benchmarks"] if _is_optbench(bench)]
+    rows = [_row(run, bench, path) for bench in data["benchmarks"] if _is_optbench(bench)]
     for row in rows:
         repaired = row.pop("repaired")
         if warnings is None:
@@ -178,7 +196,9 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
 
 def _is_optbench(bench: Any) -> bool:
     info = bench.get("extra_info") if isinstance(bench, dict) else None
-    return isinstance(info, dict) and all(key in info for key in _NEEDED)
+    return isinstance(info, dict) and (
+        all(key in info for key in _NEEDED) or all(key in info for key in SCHEMA2_NEEDED)
+    )
 
 
 def _number(value: Any) -> float:
@@ -198,25 +218,41 @@ def _curve(values: Any) -> list[float]:
     return [_number(value) for value in values] if isinstance(values, list) else []
 
 
-def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
+_DEFAULTS = {"dtype": "float32", "problem": "line", "seed_runs": "one", "expected_failure": ""}
+
+
+def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, Any]:
     info, stats = bench["extra_info"], bench.get("stats") or {}
+    if "final_loss" not in info:
+        info = from_schema2(info)
+    try:
+        metrics = metric_table(info)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ResultsError(
+            f"{path}: {info.get('id')!s}: its 'metrics' table is not a list of metrics ({error}); "
+            "re-run the benchmarks to save it again"
+        ) from None
     row = {**run, "test": bench.get("fullname", bench.get("name", ""))}
-    for key in ("id", "optimizer", "device", "status"):
-        row[key] = str(info[key])
-    row["dtype"] = str(info.get("dtype", "float32"))
-    row["expected_failure"] = str(info.get("expected_failure", ""))
-    for key in ("batch_size", "seed", "epochs", "steps", "step_loss_stride"):
-        row[key] = _integer(info.get(key))
-    for key in ("min", "median", "mean", "stddev"):
-        row[key] = _number(stats.get(key))
-    row["rounds"] = _integer(stats.get("rounds"))
-    for key in _FLOATS:
-        row[key] = _number(info.get(key))
-    row["epoch_mse"] = _curve(info.get("epoch_mse"))
-    row["step_loss"] = _curve(info.get("step_loss"))
-    row["excess_mse"] = row["final_mse"] - row["optimum_mse"]
-    _read_seeds(row, info)
-    finite = all(math.isfinite(row[key]) for key in ("final_mse", "slope", "intercept"))
+    for key in TIMING_COLUMNS:
+        row[key] = _integer(stats.get(key)) if key == "rounds" else _number(stats.get(key))
+    for declared in METADATA:
+        value = info.get(declared.name)
+        if declared.kind is str:
+            row[declared.name] = str(_DEFAULTS.get(declared.name, "") if value is None else value)
+        elif declared.kind is int:
+            row[declared.name] = _integer(value)
+        elif declared.kind is float:
+            row[declared.name] = _number(value)
+        elif declared.kind is bool:
+            row[declared.name] = value is True
+    row["metrics"] = [metric.as_dict() for metric in metrics]
+    for name in scalar_fields(metrics):
+        row[name] = _number(info.get(name))
+    for declared in CURVES:
+        row[declared.name] = _curve(info.get(declared.name))
+    _read_seeds(row, info, metrics)
+    judged = bounded(metrics)
+    finite = math.isfinite(row["final_loss"]) and all(math.isfinite(row[m.name]) for m in judged)
     # The first seed's numbers may be missing only when that seed diverged; otherwise the
     # record does not account for them, and all of it reads as diverged.
     row["repaired"] = not finite and row["seed_status"][0] != "diverged"
@@ -224,43 +260,40 @@ def _row(run: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
         row["status"] = row["seed_status"][0] = "diverged"
         if row["seeds"] == 1:
             row["pass_rate"] = 0.0
-    check = {key: finite_or_none(row[key]) for key in _FLOATS}
-    check.update({key: [finite_or_none(v) for v in row[key]] for key in _SEED_LISTS})
-    check.update(
-        id=row["id"],
-        steps=row["steps"],
-        seed=row["seed"],
-        dtype=row["dtype"],
-        seeds=row["seeds"],
-        seed_status=row["seed_status"],
-        epoch_mse=[finite_or_none(v) for v in row["epoch_mse"]],
-    )
-    row["passed"] = not row["repaired"] and not failures(check)
+    row["passed"] = not row["repaired"] and not failures(_as_record(row, metrics))
     return row
 
 
-def _read_seeds(row: dict[str, Any], info: dict[str, Any]) -> None:
+def _as_record(row: dict[str, Any], metrics: Sequence[Any]) -> dict[str, Any]:
+    """The row as the checks read a record: non-finite numbers as ``None``."""
+    record = dict(row)
+    for name in scalar_fields(metrics):
+        record[name] = finite_or_none(row[name])
+    for name in seed_fields(metrics)[:-1]:
+        record[name] = [finite_or_none(v) for v in row[name]]
+    record["epoch_loss"] = [finite_or_none(v) for v in row["epoch_loss"]]
+    return record
+
+
+def _read_seeds(row: dict[str, Any], info: dict[str, Any], metrics: Sequence[Any]) -> None:
     """The multi-seed fields; a record without them (schema 1) is one seed, its own spread."""
-    lists = {key: info.get(key) for key in (*_SEED_LISTS, "seed_status")}
+    names = seed_fields(metrics)
+    lists = {key: info.get(key) for key in names}
     count = _integer(info.get("seeds"))
     if count < 1 or not all(isinstance(value, list) and len(value) == count for value in lists.values()):
         row.update(seeds=1, seed_runs="one", pass_rate=float(row["status"] == "converged"))
-        for key in _SEED_LISTS:
-            row[key] = [row[key.removeprefix("seed_")]]
+        for metric in metrics:
+            row[seed_field(metric.name)] = [row[metric.name]]
         row["seed_status"] = [row["status"]]
-        row.update({key: _number(value) for key, value in spread.error_quantiles(row).items()})
-        for key in _BANDS:
-            row[key] = list(row["epoch_mse"])
+        row.update({key: _number(value) for key, value in spread.metric_quantiles(row, metrics).items()})
+        for q in BAND:
+            row[quantile_field("epoch_loss", q)] = list(row["epoch_loss"])
         return
-    row.update(seeds=count, seed_runs=str(info.get("seed_runs", "")))
-    row["pass_rate"] = _number(info.get("pass_rate"))
-    for key in _SEED_LISTS:
+    for key in names[:-1]:
         row[key] = _curve(lists[key])
     row["seed_status"] = [str(value) for value in lists["seed_status"]]
-    for key in _QUANTILES:
+    for key in quantile_fields(metrics):
         row[key] = _number(info.get(key))
-    for key in _BANDS:
-        row[key] = _curve(info.get(key))
 
 
 def load(paths: Sequence[Path]) -> Loaded:
@@ -279,18 +312,25 @@ def load(paths: Sequence[Path]) -> Loaded:
     if not rows:
         problems = "; ".join(w.removeprefix("skipped ") for w in warnings) or "no files given"
         raise ResultsError(f"no usable optbench results: {problems}")
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(columns(metrics_of(rows))))
     return Loaded(frame=frame, warnings=warnings)
+
+
+def metrics_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[Metric, ...]:
+    """Every metric of the rows' tables, each once, in the order first met (the first row's first)."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    union: dict[str, dict[str, Any]] = {}
+    for row in records:
+        for metric in row["metrics"]:
+            union.setdefault(metric["name"], metric)
+    return metric_table({"metrics": list(union.values())})
 
 
 BASELINE_KIND = "optbench-baseline"
 """The ``kind`` of a metrics-only baseline file (no timings, no curves)."""
 
-_BASELINE_FIELDS = (
-    "id", "optimizer", "batch_size", "device", "dtype", "seed", "epochs", "steps", "status", "final_mse",
-    "optimum_mse", "slope", "intercept", "target_slope", "target_intercept", "expected_failure",
-    "seeds", "seed_runs", "pass_rate", *_QUANTILES, *_SEED_LISTS, "seed_status",
-)  # fmt: skip
+_NOT_IN_BASELINES = ("seconds", "hyperparams", "shuffle", "step_loss_stride", *(f.name for f in CURVES))
+"""Timings, set-up and curves: a baseline keeps final metrics (and the loss before training)."""
 
 
 def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict[str, Any]:
@@ -302,13 +342,16 @@ def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict
     """
     scenarios = []
     for row in frame.sort_values("id").to_dict("records"):
-        entry = {key: row[key] for key in _BASELINE_FIELDS}
-        for key, value in entry.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                entry[key] = None
-            elif key in _SEED_LISTS:
-                entry[key] = [finite_or_none(item) for item in value]
-        entry["epoch_mse"] = [row["epoch_mse"][0]] if row["epoch_mse"] else []
+        metrics = metric_table(row)
+        entry: dict[str, Any] = {}
+        for key in (name for name in fields(metrics) if name not in _NOT_IN_BASELINES):
+            value = row[key]
+            if isinstance(value, float):
+                value = finite_or_none(value)
+            elif isinstance(value, list) and key != "metrics":
+                value = [finite_or_none(item) if isinstance(item, float) else item for item in value]
+            entry[key] = value
+        entry["epoch_loss"] = [finite_or_none(row["epoch_loss"][0])] if row["epoch_loss"] else []
         scenarios.append(entry)
     return {
         "kind": BASELINE_KIND,

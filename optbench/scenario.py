@@ -13,8 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from optbench.devices import parse_device
-from optbench.model import ModelFactory
-from optbench.problems import PROBLEMS, Problem
+from optbench.problems import PROBLEMS, ModelFactory, Problem
 
 
 class OptimizerLike(Protocol):

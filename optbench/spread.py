@@ -13,14 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-QUANTILES = (0.1, 0.5, 0.9, 0.95)
-"""The quantiles every record holds for each error (``excess_mse_q95`` and so on)."""
-
-BAND = (0.1, 0.5, 0.9)
-"""The quantiles of the per-epoch MSE the report draws: the median and the 10-90% band."""
-
-ERRORS = ("excess_mse", "slope_error", "intercept_error")
-"""The per-seed errors that quantiles are taken of."""
+from optbench.problems import Metric
+from optbench.record import BAND, QUANTILES, bounded, quantile_field, seed_field
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -37,37 +31,28 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
 
 
-def name(metric: str, q: float) -> str:
-    """The record field of a quantile: ``name("excess_mse", 0.95)`` is ``"excess_mse_q95"``."""
-    return f"{metric}_q{round(q * 100):02d}"
+def _number(value: Any) -> float:
+    return math.inf if value is None or value != value else float(value)
 
 
-def seed_errors(record: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Per-seed excess MSE and distances of slope and intercept from the true line; ``inf`` when missing."""
-
-    def number(value: Any) -> float:
-        return math.inf if value is None or value != value else float(value)
-
-    finals, optima = record["seed_final_mse"], record["seed_optimum_mse"]
-    excess = [number(final) - number(optimum) for final, optimum in zip(finals, optima, strict=True)]
-    errors = {"excess_mse": [value if value == value else math.inf for value in excess]}
-    for part in ("slope", "intercept"):
-        target = number(record[f"target_{part}"])
-        errors[f"{part}_error"] = [abs(number(value) - target) for value in record[f"seed_{part}"]]
-    return errors
+def seed_values(record: Mapping[str, Any], metrics: Sequence[Metric]) -> dict[str, list[float]]:
+    """Each bounded metric's per-seed values from the record's ``seed_*`` lists; ``inf`` where missing."""
+    return {
+        metric.name: [_number(value) for value in record[seed_field(metric.name)]]
+        for metric in bounded(metrics)
+    }
 
 
-def error_quantiles(record: Mapping[str, Any]) -> dict[str, float | None]:
-    """The quantile fields (``excess_mse_q95``, ...) of the errors in a record's ``seed_*`` lists.
+def metric_quantiles(record: Mapping[str, Any], metrics: Sequence[Metric]) -> dict[str, float | None]:
+    """The quantile fields (``excess_loss_q95``, ...) of the bounded metrics in a record's ``seed_*`` lists.
 
     A quantile that is not finite (a diverged seed at that rank) is ``None``.
     """
-    errors = seed_errors(record)
     fields: dict[str, float | None] = {}
-    for metric in ERRORS:
+    for name, values in seed_values(record, metrics).items():
         for q in QUANTILES:
-            value = quantile(errors[metric], q)
-            fields[name(metric, q)] = value if math.isfinite(value) else None
+            value = quantile(values, q)
+            fields[quantile_field(name, q)] = value if math.isfinite(value) else None
     return fields
 
 
@@ -85,25 +70,20 @@ def band(curves: Sequence[Sequence[float | None]], q: float) -> list[float | Non
     return points
 
 
-def over_seeds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def over_seeds(records: Sequence[Mapping[str, Any]], metrics: Sequence[Metric]) -> dict[str, Any]:
     """The multi-seed fields of a record from each seed's own record, in seed order.
 
     Returns:
-        ``seeds``, the ``seed_*`` lists, ``pass_rate``, a quantile field per
-        error and ``QUANTILES`` entry, and the ``epoch_mse`` band.
+        ``seeds``, a ``seed_<metric>`` list per metric and ``seed_status``, ``pass_rate``, a
+        quantile field per bounded metric and ``QUANTILES`` entry, and the ``epoch_loss`` band.
     """
-    fields: dict[str, Any] = {
-        "seeds": len(records),
-        "seed_final_mse": [r["final_mse"] for r in records],
-        "seed_optimum_mse": [r["optimum_mse"] for r in records],
-        "seed_slope": [r["slope"] for r in records],
-        "seed_intercept": [r["intercept"] for r in records],
-        "seed_status": [r["status"] for r in records],
-        "pass_rate": sum(r["status"] == "converged" for r in records) / len(records),
-    }
-    targets = {key: records[0][key] for key in ("target_slope", "target_intercept")}
-    fields.update(error_quantiles({**fields, **targets}))
-    curves = [r["epoch_mse"] for r in records]
+    fields: dict[str, Any] = {"seeds": len(records)}
+    for metric in metrics:
+        fields[seed_field(metric.name)] = [r[metric.name] for r in records]
+    fields["seed_status"] = [r["status"] for r in records]
+    fields["pass_rate"] = sum(r["status"] == "converged" for r in records) / len(records)
+    fields.update(metric_quantiles(fields, metrics))
+    curves = [r["epoch_loss"] for r in records]
     for q in BAND:
-        fields[name("epoch_mse", q)] = band(curves, q)
+        fields[quantile_field("epoch_loss", q)] = band(curves, q)
     return fields

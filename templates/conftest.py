@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from optbench import OptimizerInfo
+from optbench import Case, OptimizerInfo
 
 pytest_plugins = ("optbench.plugin",)  # the --optbench-* options and the matrix
 
@@ -37,8 +37,9 @@ def pytest_optbench_optimizers() -> list[OptimizerInfo]:
             "signsgd",  # the registry name and the first part of scenario ids (signsgd-bs10-cpu)
             None,  # the torch.optim class name it mirrors, if any
             SignSGD,  # called as SignSGD(model.parameters(), **hyper-parameters)
-            defaults={"lr": 0.05},  # for every batch size...
-            per_batch_size={1: {"lr": 0.005}, 100: {"lr": 0.1}},  # ...but where one lr does not fit all
+            defaults={"lr": 0.05},  # for every problem and batch size...
+            # ...but where one lr does not fit all: a Case per (problem, batch size[, dtype]) key
+            cases={("line", 1): Case({"lr": 0.005}), ("line", 100): Case({"lr": 0.1})},
             elementwise=True,  # per-element update: 32 seeds run as one (prove it as tests/test_replicas.py)
             note="sign of the gradient, a fixed step",
         )

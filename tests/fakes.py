@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from optbench import OPTIMIZERS, OptimizerInfo
+from optbench import OPTIMIZERS, Case, OptimizerInfo
 
 
 class DoNothing(torch.optim.Optimizer):
@@ -37,20 +37,22 @@ def other_model(params, lr: float) -> torch.optim.SGD:
 
 
 def _timid(name: str) -> OptimizerInfo:
-    """``name`` from the default registry with every learning rate 100x too small."""
+    """``name`` from the default registry with every learning rate 100x too small.
+
+    Each batch size's lr is the one the registry tunes on the line there, divided by 100.
+    """
     info = OPTIMIZERS[name]
-    per_batch_size = {bs: {"lr": info.hyperparams(bs)["lr"] / 100} for bs in (1, 10, 50, 100)}
-    return OptimizerInfo(
-        f"timid.{name}", info.torch_name, info.factory, defaults=info.defaults, per_batch_size=per_batch_size
-    )
+    cases = {("line", bs): Case({"lr": info.hyperparams(bs)["lr"] / 100}) for bs in (1, 10, 50, 100)}
+    return OptimizerInfo(f"timid.{name}", info.torch_name, info.factory, defaults=info.defaults, cases=cases)
 
 
-_SGD_LR = {bs: {"lr": OPTIMIZERS["sgd"].hyperparams(bs)["lr"]} for bs in (1, 10, 50, 100)}
+_SGD_LR = {("line", bs): Case({"lr": OPTIMIZERS["sgd"].hyperparams(bs)["lr"]}) for bs in (1, 10, 50, 100)}
+"""SGD's tuned learning rate at each default batch size, as cases of the line."""
 
 SABOTAGED = [
-    OptimizerInfo("broken.noop", None, DoNothing, per_batch_size=_SGD_LR),
-    OptimizerInfo("broken.wrong_sign", None, wrong_sign, per_batch_size=_SGD_LR),
-    OptimizerInfo("broken.other_model", None, other_model, per_batch_size=_SGD_LR),
+    OptimizerInfo("broken.noop", None, DoNothing, cases=_SGD_LR),
+    OptimizerInfo("broken.wrong_sign", None, wrong_sign, cases=_SGD_LR),
+    OptimizerInfo("broken.other_model", None, other_model, cases=_SGD_LR),
     _timid("sgd"),
     _timid("adam"),
 ]
@@ -68,7 +70,7 @@ def recording_sgd(params, lr: float) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=lr)
 
 
-RECORDING = OptimizerInfo("recording", None, recording_sgd, per_batch_size=_SGD_LR)
+RECORDING = OptimizerInfo("recording", None, recording_sgd, cases=_SGD_LR)
 
 
 class Sleepy(torch.optim.SGD):
@@ -81,12 +83,10 @@ class Sleepy(torch.optim.SGD):
 
 def as_sgd(info: OptimizerInfo) -> OptimizerInfo:
     """``info`` under the name ``sgd``, so that it replaces SGD in a run."""
-    return OptimizerInfo(
-        "sgd", "SGD", info.factory, defaults=info.defaults, per_batch_size=info.per_batch_size
-    )
+    return OptimizerInfo("sgd", "SGD", info.factory, defaults=info.defaults, cases=info.cases)
 
 
 REPLACEMENTS = {info.name: as_sgd(info) for info in SABOTAGED} | {
-    "sleepy": OptimizerInfo("sgd", "SGD", Sleepy, per_batch_size=_SGD_LR)
+    "sleepy": OptimizerInfo("sgd", "SGD", Sleepy, cases=_SGD_LR)
 }
 """Stand-ins for SGD, by name, for runs that must look like the default SGD run to a gate."""

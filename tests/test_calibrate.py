@@ -2,7 +2,7 @@
 
 import pytest
 
-from optbench import calibrate
+from optbench import LINE, calibrate
 
 
 def test_a_small_calibration_writes_its_table(tmp_path):
@@ -16,12 +16,32 @@ def test_a_small_calibration_writes_its_table(tmp_path):
 
 
 def test_the_tolerance_runs_train_in_float64_so_rounding_moves_every_result():
-    runs = calibrate.measure(["sgd", "adam"], [100], seeds=2, workers=1, seed_profile=False)
+    runs = calibrate.measure([LINE], ["sgd", "adam"], [100], seeds=2, workers=1, seed_profile=False)
     assert sorted(set(runs.profile)) == ["default", "float64"]
-    changes = calibrate.drift(runs)
-    assert len(changes) == 2
-    # float32 and float64 round differently at every step: a zero change means both ran in one dtype
-    assert (changes.slope > 0).all() and (changes.intercept > 0).all(), changes
+    assert (runs.profile == "float64").sum() == 4  # both cases must converge: both seeds again
+    gated = [metric.name for metric in calibrate.gated(LINE)]
+    assert gated == ["excess_loss", "slope_error", "intercept_error"]
+    changes = calibrate.drift(runs, LINE)
+    assert list(changes.columns) == ["optimizer", "batch_size", *gated]
+    assert sorted(zip(changes.optimizer, changes.batch_size, strict=True)) == [("adam", 100), ("sgd", 100)]
+    # float32 and float64 round differently at every step: a zero change means both ran in one dtype.
+    # None of these is 0 by construction (the reference is solved in float64 on the same points either
+    # way; the final loss, slope and intercept are the trained model's), so every one must move.
+    for name in gated:
+        assert (changes[name] > 0).all(), (name, changes)
+
+
+def test_every_table_has_a_delimiter_cell_per_header_cell(tmp_path):
+    # GitHub's markdown renders a table only when its header and delimiter rows have as many cells.
+    out = tmp_path / "calibration.md"
+    argv = ["--optimizers=sgd", "--batch-sizes=100", "--seeds=2", "--workers=1", "--no-seed-profile"]
+    assert calibrate.main([*argv, f"--out={out}"]) == 0
+    lines = out.read_text().splitlines()
+    delimiters = [index for index, line in enumerate(lines) if line.startswith("|---")]
+    assert len(delimiters) == 3, lines
+    for index in delimiters:
+        header, delimiter = lines[index - 1], lines[index]
+        assert header.count("|") == delimiter.count("|"), (header, delimiter)
 
 
 @pytest.mark.parametrize(

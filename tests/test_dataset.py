@@ -14,6 +14,7 @@ def test_default_is_the_tutorials_line():
     assert torch.equal(data.x, expected_x)
     assert torch.equal(data.func, -5 * expected_x + 1)
     assert torch.equal(data.y, -5 * expected_x + 1 + noise)
+    assert data.truth == (-5.0, 1.0)
     x, _y = data[7]
     assert x.shape == (1,) and float(x) == pytest.approx(-4.3)
 
@@ -42,6 +43,7 @@ def test_size_is_exact(size):
 
 def test_line_parameters_without_noise_are_recovered_exactly():
     data = LineDataset(slope=2.5, intercept=-3.0, noise=0.0)
+    assert data.truth == (2.5, -3.0)
     assert torch.equal(data.y, data.func)
     fit = least_squares(data.x, data.y)
     assert fit.slope == pytest.approx(2.5, abs=1e-6)
@@ -86,6 +88,20 @@ def test_any_dataset_of_pairs_becomes_column_tensors():
     x, y = as_tensors(Pairs([(float(a), b) for a, b in zip(line.x.view(-1), line.y, strict=True)]))
     assert x.shape == y.shape == (100, 1)
     assert torch.equal(x, line.x) and torch.equal(y, line.y)
+
+
+def test_a_line_dataset_hands_over_its_own_tensors():
+    line = LineDataset(seed=4)
+    x, y = as_tensors(line)
+    assert x is line.x and y is line.y
+
+
+def test_the_line_lives_with_its_problem_and_is_still_exported():
+    import optbench
+    from optbench.problems import line
+
+    assert optbench.LineDataset is line.LineDataset and optbench.least_squares is line.least_squares
+    assert optbench.linear is line.linear and optbench.LeastSquares is line.LeastSquares
 
 
 @pytest.mark.parametrize(

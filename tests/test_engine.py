@@ -1,4 +1,5 @@
 import json
+import math
 from functools import partial
 
 import pytest
@@ -7,6 +8,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from optbench import (
+    LINE,
     OPTIMIZERS,
     LineDataset,
     Scenario,
@@ -18,7 +20,7 @@ from optbench import (
     train,
 )
 from optbench.engine import MAX_CURVE_POINTS, _downsample, _record, _train_one
-from optbench.record import Record
+from optbench.record import fields
 
 
 def sgd(batch_size=10, **fields) -> Scenario:
@@ -41,9 +43,16 @@ def test_record_is_flat_json():
     assert json.loads(text) == record
     for key, value in record.items():
         assert isinstance(value, (str, int, float, bool, list, type(None))), key
-        if isinstance(value, list):
+        if isinstance(value, list) and key != "metrics":
             assert all(isinstance(item, (float, str, type(None))) for item in value), key
-    assert set(record) == set(Record.__annotations__)
+    # The one list of objects: the problem's metric table, each entry a flat JSON object.
+    assert record["metrics"] == [metric.as_dict() for metric in LINE.table]
+    for entry in record["metrics"]:
+        assert list(entry) == ["name", "label", "bound", "tolerance"], entry
+        assert isinstance(entry["name"], str) and isinstance(entry["label"], str), entry
+        assert all(isinstance(entry[k], (int, float, type(None))) for k in ("bound", "tolerance")), entry
+    # Every declared field, and nothing else, in the declared order.
+    assert list(record) == list(fields(LINE.table))
 
 
 def test_record_fields():
@@ -58,12 +67,19 @@ def test_record_fields():
         "cpu",
         2,
     )
+    assert (record["problem"], record["expected_failure"]) == ("line", "")
     assert record["steps"] == 20 * 10
-    assert len(record["epoch_mse"]) == 21
+    assert len(record["epoch_loss"]) == 21
     assert len(record["step_loss"]) == 200 and record["step_loss_stride"] == 1
-    assert record["epoch_mse"][-1] == record["final_mse"]
-    assert record["optimum_mse"] == optimum.mse and record["optimum_slope"] == optimum.slope
-    assert (record["target_slope"], record["target_intercept"]) == (-5.0, 1.0)
+    assert record["epoch_loss"][-1] == record["final_loss"]
+    assert record["reference_loss"] == optimum.mse
+    assert record["excess_loss"] == record["final_loss"] - record["reference_loss"]
+    # The distance is to the reference solution (the least-squares line), not to the true line.
+    apart = (record["slope"] - optimum.slope, record["intercept"] - optimum.intercept)
+    assert record["distance"] == pytest.approx(math.hypot(*apart), abs=1e-5)
+    # The errors are from the true line, y = -5x + 1.
+    assert record["slope_error"] == abs(record["slope"] - -5.0)
+    assert record["intercept_error"] == abs(record["intercept"] - 1.0)
     assert record["status"] == "converged"
     assert json.loads(record["hyperparams"]) == {"lr": 0.01}
     assert record["seconds"] > 0
@@ -77,14 +93,18 @@ def test_final_numbers_are_the_trained_models():
     assert record["slope"] == pytest.approx(model.weight.item(), abs=1e-6)
     assert record["intercept"] == pytest.approx(model.bias.item(), abs=1e-6)
     mse = torch.nn.functional.mse_loss(model(prepared.x), prepared.y).item()
-    assert record["final_mse"] == pytest.approx(mse, rel=1e-6)
+    assert record["final_loss"] == pytest.approx(mse, rel=1e-6)
+    optimum = least_squares(prepared.x, prepared.y)
+    params = torch.tensor([model.weight.item(), model.bias.item()], dtype=torch.float64)
+    reference = torch.tensor([optimum.slope, optimum.intercept], dtype=torch.float64)
+    assert record["distance"] == float((params - reference).norm())
 
 
-def test_initial_mse_is_the_untrained_models():
+def test_initial_loss_is_the_untrained_models():
     scenario = sgd(model=partial(linear, weight=-10.0, bias=-20.0), epochs=1)
     record = run(scenario)
     data = LineDataset(seed=0)
-    assert record["epoch_mse"][0] == pytest.approx(
+    assert record["epoch_loss"][0] == pytest.approx(
         float((-10 * data.x - 20 - data.y).square().mean()), rel=1e-6
     )
 
@@ -107,17 +127,17 @@ def test_downsample_means_each_window_and_the_ragged_tail():
 def test_lbfgs_runs_through_a_closure():
     record = run(OPTIMIZERS["lbfgs"].scenario(100))
     assert record["status"] == "converged"
-    assert record["final_mse"] == pytest.approx(record["optimum_mse"], rel=1e-4)
+    assert record["final_loss"] == pytest.approx(record["reference_loss"], rel=1e-4)
 
 
 def test_divergence_is_recorded_not_raised():
     scenario = sgd(batch_size=1, optimizer=partial(torch.optim.SGD, lr=1.0))
     record = run(scenario)
     assert record["status"] == "diverged"
-    assert record["final_mse"] is None
+    assert record["final_loss"] is None and record["excess_loss"] is None
     assert 0 < record["steps"] < 2000
     assert record["steps"] % 100 == 0  # it stops at the end of the first non-finite epoch
-    assert len(record["epoch_mse"]) == record["steps"] // 100 + 1
+    assert len(record["epoch_loss"]) == record["steps"] // 100 + 1
     json.dumps(record, allow_nan=False)
 
 
@@ -155,17 +175,56 @@ class ListDataset(Dataset):
 def test_a_users_dataset_trains_like_the_built_in_one():
     own = run(sgd(dataset=ListDataset))
     built_in = run(sgd())
-    assert own["final_mse"] == built_in["final_mse"]
-    assert own["epoch_mse"] == built_in["epoch_mse"]
+    assert own["final_loss"] == built_in["final_loss"]
+    assert own["epoch_loss"] == built_in["epoch_loss"]
+    assert own["reference_loss"] == built_in["reference_loss"]
+    assert (own["slope"], own["intercept"], own["distance"]) == (
+        built_in["slope"],
+        built_in["intercept"],
+        built_in["distance"],
+    )
     # Without a known true line, the least-squares fit is the target.
-    assert own["target_slope"] == own["optimum_slope"]
+    data = LineDataset(seed=0)
+    optimum = least_squares(data.x, data.y)
+    assert own["slope_error"] == abs(own["slope"] - optimum.slope)
+    assert own["intercept_error"] == abs(own["intercept"] - optimum.intercept)
+    assert built_in["slope_error"] == abs(built_in["slope"] - -5.0) != own["slope_error"]
+
+
+class TrueLine(ListDataset):
+    """The tutorial's points, saying which line they were drawn around in ``truth``."""
+
+    def __init__(self, seed, truth):
+        super().__init__(seed)
+        self.truth = truth
+
+
+class Named(ListDataset):
+    """Attributes called slope and intercept are not a truth: only ``truth`` is."""
+
+    slope, intercept = 3.0, 4.0
+
+
+def test_a_users_dataset_is_judged_against_its_truth():
+    line = LineDataset(seed=0)
+    optimum = least_squares(line.x, line.y)
+    told = run(sgd(dataset=partial(TrueLine, truth=(2.0, -1.0))))
+    assert told["slope_error"] == abs(told["slope"] - 2.0)
+    assert told["intercept_error"] == abs(told["intercept"] + 1.0)
+    # The distance is to the reference solution, whatever the truth.
+    assert told["distance"] == run(sgd())["distance"]
+    named = run(sgd(dataset=Named))
+    assert named["slope_error"] == abs(named["slope"] - optimum.slope)
+    assert named["intercept_error"] == abs(named["intercept"] - optimum.intercept)
 
 
 def test_a_fixed_dataset_instance_is_used_as_is():
     data = LineDataset(seed=9, slope=2.0, intercept=-1.0)
+    assert data.truth == (2.0, -1.0)
     record = run(sgd(dataset=data, seed=0))
-    assert record["target_slope"] == 2.0
-    assert record["optimum_mse"] == least_squares(data.x, data.y).mse
+    assert record["slope_error"] == abs(record["slope"] - 2.0)
+    assert record["intercept_error"] == abs(record["intercept"] - -1.0)
+    assert record["reference_loss"] == least_squares(data.x, data.y).mse
 
 
 def test_each_run_gets_a_fresh_model_and_optimizer():
@@ -247,7 +306,7 @@ def test_cuda_loop_does_not_synchronise_per_step(seeds):
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adadelta", "muon"])
-def test_a_full_batch_takes_its_epoch_mse_from_the_step_loss_exactly(name):
+def test_a_full_batch_takes_its_epoch_loss_from_the_step_loss_exactly(name):
     scenario = OPTIMIZERS[name].scenario(100, epochs=30)
     reused, computed = (
         _record(_train_one(prepare(scenario), reuse_step_loss=flag)) for flag in (True, False)

@@ -162,7 +162,11 @@ def test_a_baseline_file_gates_pytest_itself(runner, capsys, tmp_path):
     # Pretend the baseline fitted SGD far better: the same run now regressed against it.
     for entry in document["scenarios"]:
         if entry["id"] == "sgd-bs10-cpu":
-            entry["final_mse"] = entry["optimum_mse"] - 1.0
+            # Its first seed one below the reference's loss: an excess a whole 1 lower than the run's.
+            entry["final_loss"] = entry["seed_final_loss"][0] = entry["reference_loss"] - 1.0
+            entry["excess_loss"] = entry["seed_excess_loss"][0] = (
+                entry["final_loss"] - entry["reference_loss"]
+            )
     path.write_text(json.dumps(document))
     _, result = runner("worse", f"--optbench-baseline={path}", "--benchmark-disable")
     result.assert_outcomes(passed=3, failed=1)

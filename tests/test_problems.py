@@ -1,14 +1,29 @@
 """Problems as data: the table, the line as its first entry, the engine training what a problem says."""
 
+import math
 import pickle
+import re
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from optbench import OPTIMIZERS, LineDataset, least_squares, prepare, run
-from optbench.problems import LINE, PROBLEMS, Problems, UnknownProblemError
+from optbench.problems import (
+    GENERIC,
+    LINE,
+    NO_DATA,
+    PROBLEMS,
+    Metric,
+    Problem,
+    Problems,
+    Reference,
+    UnknownProblemError,
+    cached,
+)
 
 # The line's data and model under another loss, to see which loss the engine steps on; its reference
 # (least squares) is not that loss's optimum, so only the loss path is checked with it.
@@ -46,7 +61,7 @@ def test_the_line_is_the_tutorials_data_and_its_exact_least_squares(seed):
     assert torch.equal(x, dataset.x) and torch.equal(y, dataset.y)
     reference, exact = LINE.reference(x, y), least_squares(x, y)
     assert (reference.loss, reference.params) == (exact.mse, (exact.slope, exact.intercept))
-    assert LINE.truth == (dataset.slope, dataset.intercept) == (-5.0, 1.0)
+    assert LINE.truth == dataset.truth == (dataset.slope, dataset.intercept) == (-5.0, 1.0)
     assert [LINE.epochs_for(bs) for bs in LINE.batch_sizes] == [20, 20, 100, 100]
 
 
@@ -68,11 +83,12 @@ def test_the_engine_trains_and_measures_with_the_problems_loss(name, seeds, how)
         start = F.l1_loss(ready.model(x), y).item()
     record = run(scenario)
     assert record["seed_runs"] == how
-    assert record["epoch_mse"][0] == pytest.approx(start, rel=1e-6)
-    assert record["epoch_mse"][0] != pytest.approx(F.mse_loss(ready.model(x), y).item(), rel=1e-3)
+    assert record["epoch_loss"][0] == pytest.approx(start, rel=1e-6)
+    assert record["epoch_loss"][0] != pytest.approx(F.mse_loss(ready.model(x), y).item(), rel=1e-3)
+    assert record["final_loss"] == record["epoch_loss"][-1]
     # Replicas step on the problem's loss too: each seed ends where it ends alone.
     alone = run(replace(scenario, seeds=1))
-    assert record["epoch_mse"] == alone["epoch_mse"] and record["slope"] == alone["slope"]
+    assert record["epoch_loss"] == alone["epoch_loss"] and record["slope"] == alone["slope"]
 
 
 def test_a_problem_builds_its_own_model():
@@ -87,17 +103,38 @@ def test_a_problem_builds_its_own_model():
 
 @pytest.mark.parametrize(("name", "seeds", "how"), [("sgd", 1, "one"), ("adam", 3, "vectorised")])
 def test_the_record_keeps_what_the_problem_measures_of_each_seeds_model(name, seeds, how):
-    def weight_and_bias(model: torch.nn.Module) -> dict[str, float]:
-        return {"slope": 100 + model.weight.item(), "intercept": 100 + model.bias.item()}
+    targets = []
+
+    def weight_and_bias(model: torch.nn.Module, target: tuple[float, ...]) -> dict[str, float]:
+        targets.append(target)
+        slope, intercept = model.weight.item(), model.bias.item()
+        return {
+            "slope": 100 + slope,
+            "intercept": 100 + intercept,
+            "slope_error": 200 + abs(slope - target[0]),
+            "intercept_error": 200 + abs(intercept - target[1]),
+        }
 
     problem = replace(LINE, name="offset", measure=weight_and_bias)
-    record = run(OPTIMIZERS[name].scenario(10, epochs=3, seeds=seeds, problem=problem))
-    plain = run(OPTIMIZERS[name].scenario(10, epochs=3, seeds=seeds))
+    assert problem.metrics == LINE.metrics and problem.measured == LINE.measured
+    on_the_line = OPTIMIZERS[name].scenario(10, epochs=3, seeds=seeds)
+    # The line's scenario (its tuned hyper-parameters) on the problem: only the measure differs.
+    record = run(replace(on_the_line, problem=problem))
+    plain = run(on_the_line)
+    assert record["id"] == f"{name}-bs10-cpu-offset" and record["hyperparams"] == plain["hyperparams"]
     assert record["seed_runs"] == plain["seed_runs"] == how
+    # Each seed is measured once, against the line's truth.
+    assert targets == [LINE.truth] * seeds
     # Each seed's model, vectorised or not, is measured as its own: the weight is the line's slope.
     for mine, line in zip(record["seed_slope"], plain["seed_slope"], strict=True):
         assert mine - 100 == pytest.approx(line, abs=1e-5)
+    for mine, line in zip(record["seed_slope_error"], plain["seed_slope_error"], strict=True):
+        assert mine - 200 == pytest.approx(line, abs=1e-5)
     assert record["intercept"] - 100 == pytest.approx(plain["intercept"], abs=1e-5)
+    assert record["intercept_error"] - 200 == pytest.approx(plain["intercept_error"], abs=1e-5)
+    # The generic metrics are the engine's, whatever the problem measures.
+    for metric in GENERIC:
+        assert record[f"seed_{metric.name}"] == plain[f"seed_{metric.name}"], metric.name
 
 
 def test_a_problem_brings_its_own_epochs_and_none_of_the_lines_tuning():
@@ -119,13 +156,187 @@ def test_problems_and_scenarios_on_them_hash_and_pickle():
 
 
 def test_a_measure_that_misses_the_records_fields_is_one_line():
-    odd = replace(LINE, name="odd", measure=lambda model: {"slope": 1.0, "epochs": 999})
+    odd = replace(LINE, name="odd", measure=lambda model, target: {"slope": 1.0, "epochs": 999})
     with pytest.raises(
-        ValueError, match=r"^sgd-bs10-cpu-odd: problem 'odd' measured \['epochs', 'slope'\]; its measure must"
+        ValueError,
+        match=r"^sgd-bs10-cpu-odd: problem 'odd' measured \['epochs', 'slope'\]; its measure must return "
+        r"a dict of exactly slope, intercept, slope_error, intercept_error, its own metrics$",
     ):
+        run(OPTIMIZERS["sgd"].scenario(10, epochs=1, problem=odd))
+
+
+@pytest.mark.parametrize(
+    "measured",
+    [
+        pytest.param({"slope": 1.0, "intercept": 1.0, "slope_error": 0.0}, id="one-missing"),
+        pytest.param(
+            {"slope": 1.0, "intercept": 1.0, "slope_error": 0.0, "intercept_error": 0.0, "distance": 0.0},
+            id="a-generic-one-too",
+        ),
+    ],
+)
+def test_a_measure_must_return_exactly_the_problems_own_metrics(measured):
+    assert LINE.measured == ("slope", "intercept", "slope_error", "intercept_error")
+    odd = replace(LINE, name="odd", measure=lambda model, target: dict(measured))
+    got = re.escape(str(sorted(measured)))
+    with pytest.raises(ValueError, match=rf"^sgd-bs10-cpu-odd: problem 'odd' measured {got}; its measure"):
         run(OPTIMIZERS["sgd"].scenario(10, epochs=1, problem=odd))
 
 
 def test_a_problem_may_not_take_a_dtypes_name():
     with pytest.raises(ValueError, match=r"^problem name 'float64' is a dtype's; give the problem another$"):
         OPTIMIZERS["sgd"].scenario(10, problem=replace(LINE, name="float64"))
+
+
+def test_the_lines_metric_table():
+    assert [metric.name for metric in LINE.table] == [
+        "final_loss", "reference_loss", "excess_loss", "distance",
+        "slope", "intercept", "slope_error", "intercept_error",
+    ]  # fmt: skip
+    table = {metric.name: metric for metric in LINE.table}
+    assert table["excess_loss"] == Metric("excess_loss", "excess MSE", bound=0.3, tolerance=0.05)
+    assert table["slope_error"] == Metric("slope_error", "slope error", bound=0.2, tolerance=0.15)
+    assert table["intercept_error"] == Metric("intercept_error", "intercept error", bound=0.3, tolerance=0.25)
+    assert all(table[name].bound is None for name in ("final_loss", "reference_loss", "distance", "slope"))
+    with pytest.raises(ValueError, match=r"^problem 'unbound': give at least one metric a bound"):
+        replace(LINE, name="unbound", metrics=(Metric("slope"), Metric("intercept")))
+    with pytest.raises(
+        ValueError, match=r"^problem 'twice': its metrics must be Metric values with distinct"
+    ):
+        replace(LINE, name="twice", metrics=(*LINE.metrics, Metric("slope")))
+
+
+EVERY_PROBLEM = [*PROBLEMS.values(), ABSOLUTE]
+FLOAT32 = torch.finfo(torch.float32).eps
+
+
+@pytest.mark.parametrize("problem", EVERY_PROBLEM, ids=lambda problem: problem.name)
+def test_every_problem_reports_the_generic_metrics_and_the_distance_to_its_reference(problem):
+    seed = 3
+    x, y = problem.seed_data(seed)
+    reference = problem.reference(x, y)
+    target = problem.truth if problem.truth is not None else reference.params
+    model = problem.model(2 * seed + 1)
+    solution = torch.tensor(reference.params, dtype=torch.float64)
+    assert parameters_to_vector(model.parameters()).shape == solution.shape
+
+    # The model set to the reference solution: no distance but float32's rounding of the solution.
+    vector_to_parameters(solution.to(torch.float32), model.parameters())
+    at = problem.evaluate(model, reference, target, final_loss=reference.loss)
+    assert list(at) == [metric.name for metric in problem.table]
+    assert list(at)[: len(GENERIC)] == [metric.name for metric in GENERIC]
+    assert all(isinstance(value, float) for value in at.values())
+    assert at["final_loss"] == at["reference_loss"] == reference.loss and at["excess_loss"] == 0.0
+    assert 0.0 <= at["distance"] <= FLOAT32 * float(solution.norm())
+
+    # Shifted by 0.25 in every parameter: the shift's norm away.
+    shifted = solution + 0.25
+    vector_to_parameters(shifted.to(torch.float32), model.parameters())
+    off = problem.evaluate(model, reference, target, final_loss=reference.loss + 1.5)
+    norm = 0.25 * math.sqrt(solution.numel())
+    assert off["distance"] == pytest.approx(norm, abs=FLOAT32 * float(shifted.norm()))
+    assert off["distance"] > 100 * at["distance"]
+    assert off["final_loss"] == reference.loss + 1.5 and off["reference_loss"] == reference.loss
+    assert off["excess_loss"] == (reference.loss + 1.5) - reference.loss
+    # The problem's own metrics are its measure's, of the same model against the same target.
+    own = problem.measure(model, target) if problem.measure is not None else {}
+    assert sorted(own) == sorted(problem.measured)
+    assert {name: off[name] for name in problem.measured} == own
+
+
+BOWL_CENTRE = (1.5, -0.5)
+
+
+class Bowl(torch.nn.Module):
+    """Two parameters and no data: the prediction is their squared distance from the bowl's centre."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.p = torch.nn.Parameter(3 * torch.randn(2, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (a, b), p = BOWL_CENTRE, self.p
+        return ((p[0] - a) ** 2 + (p[1] - b) ** 2).expand(x.shape[0], 1)
+
+
+def prediction_mean(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The objective is the prediction itself; there is no target to fit."""
+    return prediction.mean()
+
+
+def bowl_reference(x: torch.Tensor, y: torch.Tensor) -> Reference:
+    return Reference(loss=0.0, params=BOWL_CENTRE)
+
+
+BOWL = Problem(
+    name="bowl",
+    data=None,
+    model=Bowl,
+    loss=prediction_mean,
+    reference=bowl_reference,
+    metrics=(Metric("excess_loss", "excess loss", bound=1e-8),),
+    batch_sizes=(1,),
+    epochs={1: 100},
+)
+
+
+@pytest.mark.parametrize(("seeds", "how"), [(1, "one"), (3, "vectorised")])
+def test_a_problem_without_data_trains_on_its_parameters_alone(seeds, how):
+    assert BOWL.seed_data(0) is NO_DATA and BOWL.measured == ()
+    assert [metric.name for metric in BOWL.table] == [metric.name for metric in GENERIC]
+    scenario = OPTIMIZERS["sgd"].scenario(
+        1, seeds=seeds, problem=BOWL, optimizer=partial(torch.optim.SGD, lr=0.1)
+    )
+    assert scenario.id == "sgd-bs1-cpu-bowl" and scenario.epochs == 100
+    start = Bowl(1).p.detach().double()  # the first seed's model: seeded 2 * seed + 1
+    record = run(scenario)
+    assert record["seed_runs"] == how and record["problem"] == "bowl"
+    assert record["steps"] == 100  # NO_DATA is one sample: one step per epoch
+    assert record["epoch_loss"][0] == pytest.approx(float((start - torch.tensor(BOWL_CENTRE)).square().sum()))
+    assert record["epoch_loss"][0] > 1 and record["epoch_loss"][-1] < 1e-8
+    assert record["status"] == "converged" and record["seed_status"] == ["converged"] * seeds
+    assert record["reference_loss"] == 0.0 and record["excess_loss"] == record["final_loss"]
+    # Each step moves p 20% of the way to the centre (SGD at lr 0.1 on the bowl): it ends there.
+    assert record["distance"] < 1e-5 and all(value < 1e-5 for value in record["seed_distance"])
+    assert math.dist(start.tolist(), BOWL_CENTRE) > 1
+
+
+def test_a_problem_without_data_that_does_not_get_there_is_not_converged():
+    scenario = OPTIMIZERS["sgd"].scenario(1, problem=BOWL, optimizer=partial(torch.optim.SGD, lr=0.001))
+    record = run(scenario)
+    assert record["status"] == "not_converged"
+    assert record["distance"] > 1e-3 and record["excess_loss"] > 1e-8
+
+
+def test_cached_solves_each_distinct_data_once():
+    calls = []
+
+    def solve(x: torch.Tensor, y: torch.Tensor) -> Reference:
+        calls.append(1)
+        fit = least_squares(x, y)
+        return Reference(loss=fit.mse, params=(fit.slope, fit.intercept))
+
+    reference = cached(solve)
+    assert reference.__name__ == "solve"
+    x, y = LINE.data(0)
+    first = reference(x, y)
+    assert first == LINE.reference(x, y) and len(calls) == 1
+    # The same values again, as other tensors or in float64, are not solved again.
+    assert reference(x, y) is first and reference(x.clone(), y.clone()) is first
+    assert reference(x.double(), y.double()) is first and len(calls) == 1
+    # Other values, or the same values in another shape, are other data.
+    other = reference(*LINE.data(1))
+    assert other != first and len(calls) == 2
+    reference(x.view(1, -1), y)
+    assert len(calls) == 3
+
+    # Through the engine: each seed's data is solved once, however many scenarios train on it.
+    calls.clear()
+    counted = replace(LINE, name="counted", reference=cached(solve))
+    for name in ("adam", "sgd", "lbfgs"):  # vectorised, vectorised, one seed after another
+        record = run(OPTIMIZERS[name].scenario(100, seeds=3, epochs=1, problem=counted))
+        assert record["seed_reference_loss"] == [LINE.reference(*LINE.data(seed)).loss for seed in range(3)]
+    assert len(calls) == 3
+    run(OPTIMIZERS["sgd"].scenario(100, seed=5, epochs=1, problem=counted))
+    assert len(calls) == 4

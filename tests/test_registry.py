@@ -1,11 +1,21 @@
 import inspect
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from optbench import OPTIMIZERS, SEED_PROFILE, UNSUPPORTED, OptimizerInfo, Registry, UnknownOptimizerError
-from optbench.registry import BATCH_SIZES, EPOCHS
+from optbench import (
+    LINE,
+    OPTIMIZERS,
+    SEED_PROFILE,
+    UNSUPPORTED,
+    Case,
+    OptimizerInfo,
+    Registry,
+    UnknownOptimizerError,
+)
+from optbench.registry import BATCH_SIZES, BF16_ROUNDS, BF16_STALLS, EPOCHS
 
 ENTRIES = list(OPTIMIZERS.values())
 TORCH_ENTRIES = [entry for entry in ENTRIES if entry.torch_name is not None]
@@ -127,6 +137,76 @@ def test_hyperparams_and_epochs_per_batch_size():
     assert scenario.hyperparams_json == '{"lr": 0.01}'
 
 
+def test_the_built_in_tuning_is_keyed_on_the_line():
+    assert OPTIMIZERS["adam"].cases[("line", None, None)].hyperparams == {"lr": 0.3}
+    assert OPTIMIZERS["adam"].cases[("line", 1, None)].hyperparams == {"lr": 0.03}
+    for entry in ENTRIES:
+        assert {key[0] for key in entry.cases} <= {"line"}, entry.name
+        assert all(isinstance(case, Case) for case in entry.cases.values())
+
+
+def test_case_keys_are_padded_and_checked():
+    info = OptimizerInfo(
+        "x",
+        None,
+        torch.optim.SGD,
+        cases={("line",): Case({"lr": 1.0}), ("line", 1): Case(epochs=5), ("line", None, "float64"): Case()},
+    )
+    assert list(info.cases) == [("line", None, None), ("line", 1, None), ("line", None, "float64")]
+    for key, message in (
+        ("line", r"must be \(problem\[, batch size\[, dtype\]\]\)"),
+        ((), r"must be \(problem"),
+        (("line", 1, "float32", "x"), r"must be \(problem"),
+        ((None, 1), "the problem must be a problem's name"),
+        (("line", "1"), "the batch size must be a positive integer or None"),
+        (("line", True), "the batch size must be a positive integer or None"),
+        (("line", 0), "the batch size must be a positive integer or None"),
+        (("line", 1, torch.float32), "the dtype must be one of float32, float64, bfloat16, or None"),
+        (("line", 1, "bf16"), "the dtype must be one of float32, float64, bfloat16, or None"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            OptimizerInfo("x", None, torch.optim.SGD, cases={key: Case()})
+    with pytest.raises(ValueError, match=r"^x: the case \('line', 1, None\) is given twice$"):
+        OptimizerInfo("x", None, torch.optim.SGD, cases={("line", 1): Case(), ("line", 1, None): Case()})
+    with pytest.raises(ValueError, match=r"^x: the case \('line', 1\) is \{'lr': 0.1\}, not an optbench"):
+        OptimizerInfo("x", None, torch.optim.SGD, cases={("line", 1): {"lr": 0.1}})
+
+
+def test_the_most_specific_case_wins():
+    info = OptimizerInfo(
+        "x",
+        None,
+        torch.optim.SGD,
+        defaults={"lr": 0.1, "momentum": 0.5},
+        cases={
+            ("line",): Case({"lr": 0.2}, epochs=7),
+            ("line", 10): Case({"lr": 0.3}),
+            ("line", None, "float64"): Case({"lr": 0.4}, epochs=9),
+            ("line", 10, "float64"): Case({"lr": 0.5}),
+            ("other",): Case({"lr": 9.0}, epochs=99),
+        },
+    )
+    assert info.hyperparams(1) == {"lr": 0.2, "momentum": 0.5}  # the problem's over the defaults
+    assert info.hyperparams(10) == {"lr": 0.3, "momentum": 0.5}  # the batch size's over the problem's
+    assert info.hyperparams(1, dtype="float64") == {"lr": 0.4, "momentum": 0.5}
+    assert info.hyperparams(10, dtype="float64") == {"lr": 0.5, "momentum": 0.5}
+    assert info.hyperparams(10, dtype="bfloat16") == {"lr": 0.3, "momentum": 0.5}
+    assert (info.epochs_for(10), info.epochs_for(10, dtype="float64")) == (7, 9)
+    # Another problem gets its own cases (or the defaults) and its own epochs, none of the line's.
+    other = replace(LINE, name="other", default_epochs=3, epochs={})
+    plain = replace(LINE, name="plain", default_epochs=4, epochs={})
+    assert (info.hyperparams(10, problem=other), info.epochs_for(10, problem=other)) == (
+        {"lr": 9.0, "momentum": 0.5},
+        99,
+    )
+    assert (info.hyperparams(10, problem=plain), info.epochs_for(10, problem=plain)) == (
+        {"lr": 0.1, "momentum": 0.5},
+        4,
+    )
+    scenario = info.scenario(10, dtype="float64")
+    assert (scenario.epochs, scenario.hyperparams_json) == (9, '{"lr": 0.5, "momentum": 0.5}')
+
+
 def test_seed_profile_is_the_tutorial():
     assert list(SEED_PROFILE) == ["seed.adam", "seed.sgd"]
     for name, cls in (("seed.sgd", torch.optim.SGD), ("seed.adam", torch.optim.Adam)):
@@ -140,15 +220,45 @@ def test_seed_profile_is_the_tutorial():
 
 
 def test_expected_failures_come_from_the_entry():
-    assert OPTIMIZERS["lbfgs"].expected_failure(100) is None
-    assert OPTIMIZERS["lbfgs"].expected_failure(10) == (OPTIMIZERS["lbfgs"].unreliable[10], False)
+    lbfgs = OPTIMIZERS["lbfgs"]
+    assert lbfgs.expected_failure(100) is None
+    assert lbfgs.expected_failure(10) == (lbfgs.cases[("line", 10, None)].fails, False)
+    assert lbfgs.expected_failure(10)[0].startswith("full-batch method: converged on 199 of 200 seeds")
+    assert [bool(lbfgs.expected_failure(bs)) for bs in BATCH_SIZES] == [True, True, True, False]
+    assert OPTIMIZERS["rprop"].expected_failure(1) == (
+        OPTIMIZERS["rprop"].cases[("line", 1, None)].fails,
+        False,
+    )
     assert OPTIMIZERS["sgd"].expected_failure(1) is None
     explicit = OptimizerInfo(
-        "x", None, torch.optim.SGD, expected_failures={10: "too slow"}, unreliable={1: "noisy"}
+        "x",
+        None,
+        torch.optim.SGD,
+        cases={("line", 10): Case(fails="too slow"), ("line", 1): Case(fails="noisy", strict=False)},
     )
     assert explicit.expected_failure(10) == ("too slow", True)
     assert explicit.expected_failure(1) == ("noisy", False)
     assert explicit.expected_failure(100) is None
+    assert explicit.expected_failure(10, problem=replace(LINE, name="other")) is None
+
+
+def test_dtype_failures_are_cases_of_their_dtype():
+    adam, sgd = OPTIMIZERS["adam"], OPTIMIZERS["sgd"]
+    assert adam.expected_failure(1, dtype="bfloat16") == (BF16_STALLS.fails, True)
+    assert sgd.expected_failure(1, dtype="bfloat16") == (BF16_ROUNDS.fails, False)
+    assert adam.expected_failure(1) is None and adam.expected_failure(1, dtype="float64") is None
+    assert adam.expected_failure(10, dtype="bfloat16") is None
+    # The most specific failing case gives the reason: the dtype's over the batch size's.
+    info = OptimizerInfo(
+        "x",
+        None,
+        torch.optim.SGD,
+        cases={("line", 1): Case(fails="noisy", strict=False), ("line", 1, "bfloat16"): Case(fails="stalls")},
+    )
+    assert (info.expected_failure(1), info.expected_failure(1, dtype="bfloat16")) == (
+        ("noisy", False),
+        ("stalls", True),
+    )
 
 
 def test_unknown_name_lists_the_choices():
@@ -175,3 +285,7 @@ def test_entries_can_be_added_but_not_twice():
 def test_entries_are_frozen():
     with pytest.raises(TypeError):
         OPTIMIZERS["sgd"].defaults["lr"] = 1.0
+    with pytest.raises(TypeError):
+        OPTIMIZERS["sgd"].cases[("line", 1, None)] = Case({"lr": 1.0})
+    with pytest.raises(TypeError):
+        OPTIMIZERS["sgd"].cases[("line", 1, None)].hyperparams["lr"] = 1.0

@@ -11,11 +11,39 @@ import pytest
 import torch
 from torch import nn
 
-from optbench import OPTIMIZERS, prepare, run, train
+from optbench import LINE, OPTIMIZERS, prepare, run, spread, train
 from optbench.engine import Sequential, Vectorised, seed_scenarios
+from optbench.record import quantile_field, scalar_fields, seed_field, seed_fields
 
 ELEMENTWISE = [name for name, info in OPTIMIZERS.items() if info.elementwise]
 OTHERS = [name for name, info in OPTIMIZERS.items() if not info.elementwise]
+
+METRICS = scalar_fields(LINE.table)
+"""Every metric of the line's table: what each seed's record keeps, and ``seed_<metric>`` lists."""
+
+
+def test_every_metric_of_the_line_is_compared_seed_by_seed():
+    # The comparisons below go over the whole table: a metric added to it is compared too.
+    assert METRICS == (
+        "final_loss", "reference_loss", "excess_loss", "distance",
+        "slope", "intercept", "slope_error", "intercept_error",
+    )  # fmt: skip
+    assert seed_fields(LINE.table) == (*(seed_field(name) for name in METRICS), "seed_status")
+
+
+def assert_same_as_alone(record, records):
+    """``record`` (of several seeds) holds exactly what each seed's own record says, bit for bit."""
+    for name in (*METRICS, "status"):
+        assert record[seed_field(name)] == [single[name] for single in records], name
+    first = records[0]
+    for name in (*METRICS, "epoch_loss", "step_loss", "step_loss_stride", "steps"):
+        assert record[name] == first[name], name
+    # The per-seed lists again, the pass rate, the quantiles and the per-epoch bands over seeds,
+    # each as the seeds' own records give them.
+    over = spread.over_seeds(records, LINE.table)
+    assert {quantile_field("excess_loss", 0.95), quantile_field("epoch_loss", 0.5)} <= set(over)
+    for name, value in over.items():
+        assert record[name] == value, name
 
 
 def trained_alone(scenario):
@@ -54,11 +82,10 @@ def test_replicas_equal_sequential_runs_bitwise(name, batch_size):
         for replica_param, own_param in zip(mine, theirs, strict=True):
             assert torch.equal(replica_param, own_param), f"{name} seed {seed}: {replica_param} {own_param}"
     records = [run(single) for single in seed_scenarios(scenario)]
-    for field in ("final_mse", "slope", "intercept", "status"):
-        assert record[f"seed_{field}"] == [single[field] for single in records], field
-    first = records[0]
-    for field in ("final_mse", "slope", "intercept", "epoch_mse", "step_loss", "steps"):
-        assert record[field] == first[field], field
+    assert record["seed_runs"] == "vectorised" and all(single["seed_runs"] == "one" for single in records)
+    # Every metric is a number here (distance included: the model is the line's), so none compares as None.
+    assert all(isinstance(value, float) for name in METRICS for value in record[seed_field(name)])
+    assert_same_as_alone(record, records)
 
 
 @pytest.mark.parametrize("name", OTHERS)
@@ -68,7 +95,8 @@ def test_optimizers_not_flagged_run_their_seeds_one_after_another(name):
     assert isinstance(ready, Sequential)
     record = train(ready)
     assert record["seed_runs"] == "sequential"
-    assert record["seed_final_mse"] == [run(single)["final_mse"] for single in seed_scenarios(scenario)]
+    assert record["seed_final_loss"] == [run(single)["final_loss"] for single in seed_scenarios(scenario)]
+    assert_same_as_alone(record, [run(single) for single in seed_scenarios(scenario)])
 
 
 class GlobalNormSGD(torch.optim.Optimizer):
@@ -86,13 +114,16 @@ class GlobalNormSGD(torch.optim.Optimizer):
 
 def test_the_proof_catches_an_optimizer_wrongly_flagged_elementwise():
     scenario = OPTIMIZERS["sgd"].scenario(10, seeds=4, epochs=2, optimizer=partial(GlobalNormSGD, lr=0.1))
-    _, replicas = trained_as_replicas(scenario)
+    record, replicas = trained_as_replicas(scenario)
     alone = trained_alone(scenario)
     assert not all(
         torch.equal(mine, theirs)
         for seed_params, own_params in zip(replicas, alone, strict=True)
         for mine, theirs in zip(seed_params, own_params, strict=True)
     )
+    # And the record's comparison with the seeds' own records catches it too.
+    with pytest.raises(AssertionError):
+        assert_same_as_alone(record, [run(single) for single in seed_scenarios(scenario)])
 
 
 def mlp(seed: int) -> nn.Module:
@@ -127,23 +158,31 @@ def test_a_model_with_buffers_falls_back_to_sequential_runs():
     ready = prepare(scenario)
     assert isinstance(ready, Sequential)
     record = train(ready)
-    assert record["seed_final_mse"] == [run(single)["final_mse"] for single in seed_scenarios(scenario)]
+    assert record["seed_final_loss"] == [run(single)["final_loss"] for single in seed_scenarios(scenario)]
+    assert_same_as_alone(record, [run(single) for single in seed_scenarios(scenario)])
 
 
 def test_a_record_of_many_seeds():
     scenario = OPTIMIZERS["sgd"].scenario(100, seed=2, seeds=32)
     record = run(scenario)
     assert (record["seeds"], record["seed"], record["seed_runs"]) == (32, 2, "vectorised")
-    assert all(len(record[f"seed_{field}"]) == 32 for field in ("final_mse", "slope", "intercept", "status"))
+    assert all(len(record[field]) == 32 for field in seed_fields(LINE.table))
     assert record["pass_rate"] == record["seed_status"].count("converged") / 32
-    excess = sorted(f - o for f, o in zip(record["seed_final_mse"], record["seed_optimum_mse"], strict=True))
-    assert record["excess_mse_q50"] == excess[15]  # nearest rank: the 16th of 32
-    assert record["excess_mse_q95"] == excess[30]  # the 31st of 32
-    assert len(record["epoch_mse_q50"]) == len(record["epoch_mse"])
+    each = [f - o for f, o in zip(record["seed_final_loss"], record["seed_reference_loss"], strict=True)]
+    assert record["seed_excess_loss"] == each
+    excess = sorted(each)
+    assert record["excess_loss_q50"] == excess[15]  # nearest rank: the 16th of 32
+    assert record["excess_loss_q95"] == excess[30]  # the 31st of 32
+    for name in ("slope_error", "intercept_error"):  # the other bounded metrics, likewise
+        ordered = sorted(record[seed_field(name)])
+        assert (record[f"{name}_q50"], record[f"{name}_q95"]) == (ordered[15], ordered[30]), name
+    # Quantiles only of the bounded metrics.
+    assert not any(field.startswith(("slope_q", "intercept_q", "distance_q")) for field in record)
+    assert len(record["epoch_loss_q50"]) == len(record["epoch_loss"])
     assert all(
         low <= middle <= high
         for low, middle, high in zip(
-            record["epoch_mse_q10"], record["epoch_mse_q50"], record["epoch_mse_q90"], strict=True
+            record["epoch_loss_q10"], record["epoch_loss_q50"], record["epoch_loss_q90"], strict=True
         )
     )
 
@@ -172,6 +211,7 @@ def test_replicas_equal_sequential_runs_bitwise_in_float64(name, batch_size):
     for mine, theirs in zip(replicas, trained_alone(scenario), strict=True):
         assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
     assert record["dtype"] == "float64" and record["seed_runs"] == "vectorised"
+    assert_same_as_alone(record, [run(single) for single in seed_scenarios(scenario)])
 
 
 def test_bfloat16_seeds_run_one_after_another():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from optbench import plotdata
+from optbench import LINE, LineDataset, least_squares, plotdata
 from optbench.report import main
 from optbench.results import load
 
@@ -66,14 +66,14 @@ def test_report_from_a_real_run(saved_run, run_json, tmp_path, capsys):
     saved = records(run_json)
     for row in table.itertuples():
         info, stats = saved[row.id]["extra_info"], saved[row.id]["stats"]
-        assert row.final_mse == pytest.approx(info["final_mse"])
+        assert row.final_loss == pytest.approx(info["final_loss"])
         assert row.slope == pytest.approx(info["slope"]) and row.intercept == pytest.approx(info["intercept"])
-        assert row.excess_mse == pytest.approx(info["final_mse"] - info["optimum_mse"])
+        assert row.excess_loss == pytest.approx(info["final_loss"] - info["reference_loss"])
         assert row.median_s == pytest.approx(stats["median"])
         assert row.us_per_step == pytest.approx(stats["median"] / info["steps"] * 1e6)
         assert row.status == info["status"] == "converged" and row.passed
     markdown = (out / "summary.md").read_text()
-    assert "| sgd-bs10-cpu | sgd | 10 | cpu |" in markdown
+    assert "| sgd-bs10-cpu | line | sgd | 10 | cpu |" in markdown
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 2
     assert "http://" not in page and "https://" not in page
@@ -98,17 +98,19 @@ def test_plot_data(saved_run):
     matrix, seed_rows = plotdata.split_seed_profile(frame)
     assert set(seed_rows.id) == SEED_IDS and set(matrix.id) == MATRIX_IDS
     curves = plotdata.loss_curves(matrix)
-    assert len(curves) == sum(len(curve) for curve in matrix.epoch_mse)
+    assert len(curves) == sum(len(curve) for curve in matrix.epoch_loss)
     sgd = curves[curves.id == "sgd-bs10-cpu"]
     expected = matrix.set_index("id").loc["sgd-bs10-cpu"]
     assert expected.seeds == 32 and sgd.seeds.unique().tolist() == [32]
-    assert sgd.epoch.tolist() == list(range(21)) and sgd.mse.tolist() == expected.epoch_mse_q50
-    assert sgd.low.tolist() == expected.epoch_mse_q10 and sgd.high.tolist() == expected.epoch_mse_q90
-    assert (sgd.low <= sgd.mse).all() and (sgd.mse <= sgd.high).all()
-    assert sgd.mse.tolist() != expected.epoch_mse  # the median, not the first seed
-    assert plotdata.panels(matrix) == [(10, "cpu"), (100, "cpu")]
-    floors = plotdata.floors(matrix).set_index("batch_size").mse
-    assert floors[10] == matrix[matrix.batch_size == 10].optimum_mse.min()
+    assert sgd.problem.unique().tolist() == ["line"]
+    assert sgd.epoch.tolist() == list(range(21)) and sgd.loss.tolist() == expected.epoch_loss_q50
+    assert sgd.low.tolist() == expected.epoch_loss_q10 and sgd.high.tolist() == expected.epoch_loss_q90
+    assert (sgd.low <= sgd.loss).all() and (sgd.loss <= sgd.high).all()
+    assert sgd.loss.tolist() != expected.epoch_loss  # the median, not the first seed
+    assert plotdata.panels(matrix) == [("line", 10, "cpu"), ("line", 100, "cpu")]
+    floors = plotdata.floors(matrix).set_index(["problem", "batch_size", "device"]).loss
+    assert len(floors) == 2
+    assert floors["line", 10, "cpu"] == matrix[matrix.batch_size == 10].reference_loss.min()
     seed = plotdata.seed_curves(seed_rows)
     assert set(seed.optimizer) == {"seed.sgd", "seed.adam"}
     adam = seed[seed.optimizer == "seed.adam"]
@@ -118,15 +120,16 @@ def test_plot_data(saved_run):
 def test_a_diverged_run_keeps_its_curve_up_to_the_divergence():
     frame = pd.DataFrame(
         {
+            "problem": ["line"],
             "batch_size": [1],
             "device": ["cpu"],
             "optimizer": ["x"],
             "id": ["x-bs1-cpu"],
             "seeds": [1],
-            **{f"epoch_mse_q{q}": [[9.0, 3.0, math.nan]] for q in (10, 50, 90)},
+            **{f"epoch_loss_q{q}": [[9.0, 3.0, math.nan]] for q in (10, 50, 90)},
         }
     )
-    assert plotdata.loss_curves(frame).mse.tolist() == [9.0, 3.0]
+    assert plotdata.loss_curves(frame).loss.tolist() == [9.0, 3.0]
 
 
 def write(path: Path, data) -> Path:
@@ -172,7 +175,7 @@ def test_a_bad_file_among_good_ones_is_skipped_with_a_warning(saved_run, tmp_pat
 def test_nan_and_diverged_records_are_reported_as_diverged(run_json, tmp_path, capsys):
     data = copy.deepcopy(run_json)
     broken = records(data)["sgd-bs10-cpu"]["extra_info"]
-    broken["final_mse"] = float("nan")  # json.dumps writes NaN, as pytest-benchmark would
+    broken["final_loss"] = float("nan")  # json.dumps writes NaN, as pytest-benchmark would
     path = write(tmp_path / "nan.json", json.dumps(data))
     status, err = report(capsys, path, "--out", tmp_path / "out")
     assert status == 0
@@ -199,7 +202,8 @@ def test_compare_marks_regressions(run_json, tmp_path, capsys):
     info = saved["adam-bs100-cpu"]["extra_info"]
     count = info["seeds"]
     info.update(status="diverged", seed_status=["diverged"] * count)
-    for name in ("final_mse", "slope", "intercept"):
+    # As the engine saves a diverged run: every metric of every seed is gone but the reference's.
+    for name in [metric["name"] for metric in info["metrics"] if metric["name"] != "reference_loss"]:
         info.update({name: None, f"seed_{name}": [None] * count})
     write(machine / "0002_bbb_20260102_000000.json", candidate)
     out = tmp_path / "out"
@@ -259,14 +263,42 @@ def test_index_renders_headless_with_its_images(saved_run, tmp_path, capsys):
     assert "net::ERR" not in done.stderr
 
 
+SCHEMA_1_KEPT = (
+    "id", "optimizer", "batch_size", "device", "epochs", "seed", "shuffle", "hyperparams", "steps", "status",
+    "seconds", "slope", "intercept", "step_loss", "step_loss_stride", "expected_failure",
+)  # fmt: skip
+"""The fields schema 1 saved under today's names (no dtype, no seeds, no metric table)."""
+
+
+def as_schema_1(info: dict) -> dict:
+    """A record of today as schema 1 saved it: one seed, the line's numbers under their old names."""
+    data = LineDataset(info["seed"])
+    optimum = least_squares(data.x, data.y)
+    assert optimum.mse == info["reference_loss"]  # the line's reference is its least-squares fit
+    return {
+        **{key: info[key] for key in SCHEMA_1_KEPT},
+        "final_mse": info["final_loss"],
+        "optimum_mse": info["reference_loss"],
+        "optimum_slope": optimum.slope,
+        "optimum_intercept": optimum.intercept,
+        "target_slope": LINE.truth[0],
+        "target_intercept": LINE.truth[1],
+        "epoch_mse": info["epoch_loss"],
+    }
+
+
 def test_a_record_saved_before_seeds_reads_as_one_seed(run_json, tmp_path):
     older = copy.deepcopy(run_json)
     older["optbench_schema"] = 1
-    info = records(older)["sgd-bs10-cpu"]["extra_info"]
-    for key in [key for key in info if key.startswith(("seed_", "seeds", "pass_rate")) or "_q" in key]:
-        del info[key]
+    bench = records(older)["sgd-bs10-cpu"]
+    today = bench["extra_info"]
+    bench["extra_info"] = old = as_schema_1(today)
     row = load([write(tmp_path / "old.json", older)]).frame.set_index("id").loc["sgd-bs10-cpu"]
     assert (row.seeds, row.seed_runs, row.pass_rate) == (1, "one", 1.0)
-    assert row.epoch_mse_q50 == row.epoch_mse and row.seed_final_mse == [row.final_mse]
-    assert row.excess_mse_q95 == row.excess_mse and row.passed
-    assert row.slope_error_q50 == abs(row.slope - row.target_slope)
+    assert row.epoch_loss_q50 == row.epoch_loss == old["epoch_mse"]
+    assert row.seed_final_loss == [row.final_loss]
+    assert row.excess_loss_q95 == row.excess_loss and row.passed
+    assert row.slope_error_q50 == abs(row.slope - old["target_slope"])
+    # The upgrade derives the line's metrics as the engine does today.
+    for name in ("final_loss", "reference_loss", "excess_loss", "slope_error", "intercept_error"):
+        assert row[name] == today[name], name

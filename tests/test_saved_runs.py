@@ -5,45 +5,124 @@ schema; ``tests/data/runs/README.md`` gives the commands that made them.
 """
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from optbench import LINE
 from optbench.baseline import main as baseline
 from optbench.gate import main as gate
 from optbench.report import main as report
 from optbench.results import load, read_baseline
 
-RUNS = Path(__file__).parent / "data" / "runs"
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "tests" / "data" / "runs"
 SCHEMAS = {1: RUNS / "schema1.json", 2: RUNS / "schema2.json"}
+CPU_BASELINE = ROOT / "baselines" / "cpu.json"
 MATRIX_IDS = {f"{name}-bs{bs}-cpu" for name in ("sgd", "adam") for bs in (10, 100)}
 IDS = MATRIX_IDS | {"seed.adam-bs1-cpu", "seed.sgd-bs1-cpu"}
+OLD_FIELDS = {
+    "final_mse", "optimum_mse", "epoch_mse", "optimum_slope", "optimum_intercept", "target_slope",
+    "target_intercept", "seed_final_mse", "seed_optimum_mse", "excess_mse",
+    *(f"{name}_q{q}" for name in ("excess_mse", "epoch_mse") for q in (10, 50, 90, 95)),
+}  # fmt: skip
+"""Fields of schemas 1 and 2 that schema 3 renamed or dropped: none may reach the frame."""
+QUANTILES = (10, 50, 90, 95)
+QUANTILED = {"excess_mse": "excess_loss", "slope_error": "slope_error", "intercept_error": "intercept_error"}
+"""Schema 2's quantile fields by stem, and today's: ``excess_mse_q95`` became ``excess_loss_q95``."""
 
 
 def saved(schema: int) -> dict:
     return json.loads(SCHEMAS[schema].read_text())
 
 
+def assert_reads_as_saved(row: pd.Series, info: dict) -> None:
+    """``row`` (a schema-3 row) holds the first seed of ``info`` (a schema 1 or 2 record) as saved."""
+    assert row.problem == "line" and row.metrics == [metric.as_dict() for metric in LINE.table]
+    for field in ("optimizer", "batch_size", "device", "epochs", "seed", "steps", "expected_failure"):
+        assert row[field] == info[field], field
+    assert row["dtype"] == info.get("dtype", "float32")  # schema 1 ran float32 only
+    renamed = {"final_loss": "final_mse", "reference_loss": "optimum_mse", "epoch_loss": "epoch_mse"}
+    for new, old in {**renamed, "slope": "slope", "intercept": "intercept"}.items():
+        assert row[new] == info[old], new
+    # Derived as the line derives them today, exactly (not approximately) from the saved numbers.
+    assert row.excess_loss == info["final_mse"] - info["optimum_mse"]
+    assert row.slope_error == abs(info["slope"] - info["target_slope"])
+    assert row.intercept_error == abs(info["intercept"] - info["target_intercept"])
+    if "optimum_slope" in info:  # a run; a schema-2 baseline kept no optimum's parameters
+        apart = (info["slope"] - info["optimum_slope"], info["intercept"] - info["optimum_intercept"])
+        assert row.distance == math.hypot(*apart)
+    else:
+        assert math.isnan(row.distance)
+
+
+def assert_seeds_read_as_saved(row: pd.Series, info: dict) -> None:
+    """The multi-seed fields of ``row`` are those of ``info`` (schema 2), renamed or derived."""
+    assert (row.seeds, row.seed_runs, row.pass_rate) == (info["seeds"], info["seed_runs"], info["pass_rate"])
+    assert row.seed_final_loss == info["seed_final_mse"]
+    assert row.seed_reference_loss == info["seed_optimum_mse"]
+    assert row.seed_slope == info["seed_slope"] and row.seed_intercept == info["seed_intercept"]
+    assert row.seed_status == info["seed_status"]
+    finals = zip(info["seed_final_mse"], info["seed_optimum_mse"], strict=True)
+    assert row.seed_excess_loss == [final - optimum for final, optimum in finals]
+    assert row.seed_slope_error == [abs(value - info["target_slope"]) for value in info["seed_slope"]]
+    errors = [abs(value - info["target_intercept"]) for value in info["seed_intercept"]]
+    assert row.seed_intercept_error == errors
+    for old, new in QUANTILED.items():
+        for q in QUANTILES:
+            assert row[f"{new}_q{q}"] == info[f"{old}_q{q}"], f"{new}_q{q}"
+
+
 @pytest.mark.parametrize("schema", SCHEMAS)
 def test_a_saved_run_of_each_schema_reads_as_saved(schema):
     data = saved(schema)
     assert data["optbench_schema"] == schema  # the fixture is what its name says
-    frame = load([SCHEMAS[schema]]).frame.set_index("id")
+    loaded = load([SCHEMAS[schema]])
+    assert loaded.warnings == []
+    assert not OLD_FIELDS & set(loaded.frame.columns)
+    frame = loaded.frame.set_index("id")
     assert set(frame.index) == IDS
     for bench in data["benchmarks"]:
         info, row = bench["extra_info"], frame.loc[bench["extra_info"]["id"]]
-        for field in ("final_mse", "slope", "intercept", "epoch_mse"):
-            assert row[field] == info[field], field
+        assert_reads_as_saved(row, info)
+        assert row.step_loss == info["step_loss"]
         assert row.status == info["status"] == "converged"
         assert row["median"] == bench["stats"]["median"] and row.schema == schema and row.passed
         if schema == 1:  # before seeds: one seed, whose finals are the record's own
             assert (row.seeds, row.seed_runs, row.pass_rate) == (1, "one", 1.0)
-            assert row.seed_final_mse == [info["final_mse"]] and row.epoch_mse_q50 == info["epoch_mse"]
+            assert row.seed_final_loss == [info["final_mse"]] and row.epoch_loss_q50 == info["epoch_mse"]
+            assert row.seed_reference_loss == [info["optimum_mse"]] and row.seed_status == ["converged"]
+            for name in ("excess_loss", "slope_error", "intercept_error"):
+                assert row[f"seed_{name}"] == [row[name]], name
+                assert all(row[f"{name}_q{q}"] == row[name] for q in QUANTILES), name
         else:
-            assert (row.seeds, row.seed_runs, row.pass_rate) == (info["seeds"], info["seed_runs"], 1.0)
-            assert row.seed_final_mse == info["seed_final_mse"]
-            assert row.excess_mse_q95 == info["excess_mse_q95"]
+            assert_seeds_read_as_saved(row, info)
+            assert row.pass_rate == 1.0
+            assert row.seed_distance[0] == row.distance  # the one seed whose reference it kept
+            assert all(math.isnan(value) for value in row.seed_distance[1:])
+            for q in (10, 50, 90):
+                assert row[f"epoch_loss_q{q}"] == info[f"epoch_mse_q{q}"], q
+
+
+def test_the_committed_cpu_baseline_of_schema_2_reads_with_every_row_passed():
+    data = json.loads(CPU_BASELINE.read_text())
+    assert data["kind"] == "optbench-baseline" and data["optbench_schema"] == 2  # as committed
+    loaded = load([CPU_BASELINE])
+    assert loaded.warnings == []
+    assert not OLD_FIELDS & set(loaded.frame.columns)
+    frame = loaded.frame.set_index("id")
+    entries = {entry["id"]: entry for entry in data["scenarios"]}
+    assert len(frame) == len(entries) and set(frame.index) == set(entries)
+    assert frame.passed.all(), sorted(frame.index[~frame.passed])
+    assert set(read_baseline(CPU_BASELINE)) == set(entries)
+    for name, info in entries.items():
+        row = frame.loc[name]
+        assert row.schema == 2 and row.status == info["status"] == "converged", name
+        assert_reads_as_saved(row, info)
+        assert row.epoch_loss == info["epoch_mse"]  # a baseline keeps the loss before training only
+        assert_seeds_read_as_saved(row, info)
 
 
 def test_the_first_seed_of_a_schema_2_run_is_the_schema_1_run_and_the_gate_says_so(capsys):
@@ -68,6 +147,7 @@ def test_the_first_seed_of_a_schema_2_run_is_the_schema_1_run_and_the_gate_says_
 def test_a_baseline_made_from_a_saved_run_of_each_schema_passes_that_run(schema, tmp_path, capsys):
     path = tmp_path / "baseline.json"
     assert baseline([str(SCHEMAS[schema]), "--out", str(path)]) == 0
+    assert json.loads(path.read_text())["optbench_schema"] == 3  # written in today's schema
     assert set(read_baseline(path)) == IDS
     status = gate(["--baseline", str(path), "--candidate", str(SCHEMAS[schema])])
     out, err = capsys.readouterr()

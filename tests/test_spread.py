@@ -2,7 +2,9 @@ import math
 
 import pytest
 
-from optbench.spread import band, name, over_seeds, quantile
+from optbench import LINE
+from optbench.record import QUANTILES, quantile_field, seed_field
+from optbench.spread import band, metric_quantiles, over_seeds, quantile, seed_values
 
 
 def test_nearest_rank_quantiles_are_actual_values():
@@ -23,8 +25,9 @@ def test_bad_quantile_arguments_are_refused(values, q):
 
 
 def test_field_names():
-    assert name("excess_mse", 0.95) == "excess_mse_q95"
-    assert name("epoch_mse", 0.1) == "epoch_mse_q10"
+    assert quantile_field("excess_loss", 0.95) == "excess_loss_q95"
+    assert quantile_field("epoch_loss", 0.1) == "epoch_loss_q10"
+    assert seed_field("excess_loss") == "seed_excess_loss"
 
 
 def test_band_counts_a_missing_point_as_infinite():
@@ -35,18 +38,48 @@ def test_band_counts_a_missing_point_as_infinite():
 
 def test_over_seeds():
     records = [
-        {"final_mse": 1.1, "optimum_mse": 0.1, "slope": -5.5, "intercept": 1.0, "status": "not_converged",
-         "target_slope": -5.0, "target_intercept": 1.0, "epoch_mse": [9.0, 1.1]},
-        {"final_mse": 0.2, "optimum_mse": 0.1, "slope": -5.1, "intercept": 0.8, "status": "converged",
-         "target_slope": -5.0, "target_intercept": 1.0, "epoch_mse": [8.0, 0.2]},
+        {"final_loss": 1.1, "reference_loss": 0.1, "excess_loss": 1.0, "distance": 0.5, "slope": -5.5,
+         "intercept": 1.0, "slope_error": 0.5, "intercept_error": 0.0, "status": "not_converged",
+         "epoch_loss": [9.0, 1.1]},
+        {"final_loss": 0.2, "reference_loss": 0.1, "excess_loss": 0.1, "distance": 0.2, "slope": -5.1,
+         "intercept": 0.8, "slope_error": 0.1, "intercept_error": 0.2, "status": "converged",
+         "epoch_loss": [8.0, 0.2]},
     ]  # fmt: skip
-    fields = over_seeds(records)
+    fields = over_seeds(records, LINE.table)
     assert fields["seeds"] == 2
     assert fields["pass_rate"] == 0.5
-    assert fields["seed_final_mse"] == [1.1, 0.2]
-    assert fields["excess_mse_q50"] == pytest.approx(0.1)
-    assert fields["excess_mse_q95"] == pytest.approx(1.0)
+    assert fields["seed_final_loss"] == [1.1, 0.2]
+    for metric in LINE.table:  # a per-seed list of every metric of the table, in seed order
+        assert fields[seed_field(metric.name)] == [r[metric.name] for r in records]
+    assert fields["seed_status"] == ["not_converged", "converged"]
+    assert fields["excess_loss_q50"] == pytest.approx(0.1)
+    assert fields["excess_loss_q95"] == pytest.approx(1.0)
     assert fields["slope_error_q95"] == pytest.approx(0.5)
     assert fields["intercept_error_q10"] == 0.0
-    assert fields["epoch_mse_q50"] == [8.0, 0.2]
-    assert fields["epoch_mse_q90"] == [9.0, 1.1]
+    assert fields["epoch_loss_q50"] == [8.0, 0.2]
+    assert fields["epoch_loss_q90"] == [9.0, 1.1]
+    # Quantiles exist for the bounded metrics only.
+    quantiles = {key for key in fields if key.rsplit("_q", 1)[-1].isdigit() and not key.startswith("epoch")}
+    assert quantiles == {
+        quantile_field(name, q)
+        for name in ("excess_loss", "slope_error", "intercept_error")
+        for q in QUANTILES
+    }
+
+
+def test_a_missing_seed_value_counts_as_infinite():
+    record = {
+        "seed_excess_loss": [0.1, None, 0.3],
+        "seed_slope_error": [0.1, 0.2, float("nan")],
+        "seed_intercept_error": [0.0, 0.1, 0.2],
+    }
+    values = seed_values(record, LINE.table)
+    assert values == {
+        "excess_loss": [0.1, math.inf, 0.3],
+        "slope_error": [0.1, 0.2, math.inf],
+        "intercept_error": [0.0, 0.1, 0.2],
+    }
+    fields = metric_quantiles(record, LINE.table)
+    assert (fields["excess_loss_q50"], fields["excess_loss_q95"]) == (0.3, None)  # not finite: None
+    assert (fields["slope_error_q10"], fields["slope_error_q95"]) == (0.1, None)
+    assert fields["intercept_error_q95"] == 0.2

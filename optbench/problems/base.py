@@ -1,14 +1,25 @@
-"""What a problem is: its data, its model, its loss and its reference solution, as one frozen value."""
+"""What a problem is: its data, its model, its loss, its reference solution and its metrics, as one value."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+from torch.nn.utils import parameters_to_vector
 
-from optbench.model import ModelFactory
+
+class ModelFactory(Protocol):
+    """Builds a fresh model from a seed; called once per training run."""
+
+    def __call__(self, seed: int) -> torch.nn.Module:
+        """A new model, initialised from ``seed``."""
+
 
 Data = tuple[torch.Tensor, torch.Tensor]
 """Inputs and targets, one sample per row, on the CPU in float32 as built."""
@@ -16,11 +27,63 @@ Data = tuple[torch.Tensor, torch.Tensor]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss(prediction, target)``: the mean loss over a batch, as ``torch.nn.functional.mse_loss``."""
 
-Measure = Callable[[torch.nn.Module], dict[str, float]]
-"""``measure(model)``: a problem's own measurements of a trained model, by name (the line's slope
-and intercept)."""
+Measure = Callable[[torch.nn.Module, tuple[float, ...]], dict[str, float]]
+"""``measure(model, target)``: a problem's own metrics of a trained model, by name, given the
+parameters it is judged against (the true ones where known, else the reference's)."""
+
+NO_DATA: Data = (torch.zeros(1, 0), torch.zeros(1, 1))
+"""What a problem without data trains on: one sample with no features, so one step is full batch.
+Its model ignores the input's values and its loss the target's: the objective is the parameters'."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number the record keeps of every seed's trained model.
+
+    Attributes:
+        name: the record's field (``excess_loss``); per-seed lists are ``seed_<name>``.
+        label: how messages and tables say it (``excess MSE``); the name by default.
+        bound: a run converges only when this metric ends at most ``bound`` (at the
+            checks' quantile over seeds); ``None``: reported, never judged.
+        tolerance: the gate fails a candidate whose value grew by more than this over
+            its baseline's; ``None``: never gated. Judged metrics are errors: lower is better.
+    """
+
+    name: str
+    label: str = ""
+    bound: float | None = None
+    tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"metric name {self.name!r} must be lower-case letters, digits or '_'")
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " "))
+        for attribute in ("bound", "tolerance"):
+            value = getattr(self, attribute)
+            if value is not None and not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+            ):
+                raise ValueError(f"metric {self.name!r}: {attribute} must be a non-negative number or None")
+
+    def as_dict(self) -> dict[str, object]:
+        """The metric as the record keeps it (its ``metrics`` table), JSON-ready."""
+        return {"name": self.name, "label": self.label, "bound": self.bound, "tolerance": self.tolerance}
+
+
+GENERIC = (
+    Metric("final_loss", "final loss"),
+    Metric("reference_loss", "reference loss"),
+    Metric("excess_loss", "excess loss"),
+    Metric("distance", "distance to the reference"),
+)
+"""What every problem reports of every seed: its final full-data loss, the reference solution's,
+their difference, and the Euclidean distance of the parameters to the reference's (NaN, saved as
+``None``, for a model whose parameters are not the reference's in number, such as a scenario's own
+wider model). A problem's own table may give any of these a bound and a tolerance (the line bounds
+its ``excess_loss``)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +99,30 @@ class Reference:
     params: tuple[float, ...]
 
 
+def cached(
+    solve: Callable[[torch.Tensor, torch.Tensor], Reference],
+) -> Callable[[torch.Tensor, torch.Tensor], Reference]:
+    """Caches a reference solver by the data's values, for references solved numerically.
+
+    Each seed's data is solved once per process, however many scenarios train on it.
+    """
+    solved: dict[str, Reference] = {}
+
+    @functools.wraps(solve)
+    def reference(x: torch.Tensor, y: torch.Tensor) -> Reference:
+        digest = hashlib.sha256()
+        for tensor in (x, y):
+            values = tensor.detach().to("cpu", torch.float64).contiguous()
+            digest.update(str(tuple(values.shape)).encode())
+            digest.update(values.numpy().tobytes())
+        key = digest.hexdigest()
+        if key not in solved:
+            solved[key] = solve(x, y)
+        return solved[key]
+
+    return reference
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem to train on: everything the engine needs that is not the optimizer.
@@ -43,12 +130,17 @@ class Problem:
     Attributes:
         name: lower-case name, the key in ``PROBLEMS``; ids of scenarios on any
             problem but the default end in ``-<name>``.
-        data: builds the data for a seed (the seed draws its noise).
+        data: builds the data for a seed (the seed draws its noise); ``None`` for a
+            problem that is a pure function of the parameters (``NO_DATA``: one
+            empty sample, so batch size 1 is full batch).
         model: builds a fresh model from a seed (the seed draws its initialisation).
         loss: the loss a step minimises and the curves record.
-        reference: the solution on one seed's data, exact or solved in float64.
-        measure: the problem's own measurements of a trained model, which the
-            record keeps under their names (NaN or infinite ones as ``None``).
+        reference: the solution on one seed's data, exact or solved in float64
+            (wrap a numerical solver in ``cached``).
+        metrics: the problem's metric table: its own metrics, which ``measure``
+            returns, and bounds and tolerances for any of them or of ``GENERIC``.
+        measure: the problem's own metrics of a trained model (``{}`` where it has
+            none); the record keeps them under their names (non-finite as ``None``).
         truth: the parameters the data were generated from, where known (the
             line's slope and intercept); ``None`` where only the reference is.
         batch_sizes: the default matrix's batch sizes; the data's size is full batch.
@@ -58,12 +150,13 @@ class Problem:
     """
 
     name: str
-    data: Callable[[int], Data]
+    data: Callable[[int], Data] | None
     model: ModelFactory
     loss: Loss
     reference: Callable[[torch.Tensor, torch.Tensor], Reference]
-    measure: Measure
+    metrics: tuple[Metric, ...]
     batch_sizes: tuple[int, ...]
+    measure: Measure | None = None
     truth: tuple[float, ...] | None = None
     epochs: Mapping[int, int] | tuple[tuple[int, int], ...] = ()
     default_epochs: int = 20
@@ -74,10 +167,75 @@ class Problem:
         # Pairs, not a mapping proxy: a Problem (and so a Scenario) stays hashable and picklable.
         pairs = self.epochs.items() if isinstance(self.epochs, Mapping) else self.epochs
         object.__setattr__(self, "epochs", tuple(sorted((int(bs), int(n)) for bs, n in pairs)))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        names = [metric.name for metric in self.metrics]
+        if len(set(names)) != len(names) or not all(isinstance(m, Metric) for m in self.metrics):
+            raise ValueError(f"problem {self.name!r}: its metrics must be Metric values with distinct names")
+        if not any(metric.bound is not None for metric in self.table):
+            raise ValueError(f"problem {self.name!r}: give at least one metric a bound, or nothing converges")
+
+    @property
+    def table(self) -> tuple[Metric, ...]:
+        """Every metric the record keeps: ``GENERIC`` (with this problem's bounds), then its own."""
+        own = {metric.name: metric for metric in self.metrics}
+        generic = tuple(own.pop(metric.name, metric) for metric in GENERIC)
+        return generic + tuple(own.values())
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """The names ``measure`` must return: the table's metrics that are not ``GENERIC``."""
+        generic = {metric.name for metric in GENERIC}
+        return tuple(metric.name for metric in self.metrics if metric.name not in generic)
 
     def epochs_for(self, batch_size: int) -> int:
         """The epochs a scenario at ``batch_size`` trains by default."""
         return dict(self.epochs).get(batch_size, self.default_epochs)
+
+    def seed_data(self, seed: int) -> Data:
+        """The data of ``seed``: the problem's, or ``NO_DATA`` for a problem without data."""
+        return NO_DATA if self.data is None else self.data(seed)
+
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        reference: Reference,
+        target: tuple[float, ...],
+        final_loss: float,
+    ) -> dict[str, float]:
+        """Every metric of ``self.table`` for a trained model, by name, in the table's order.
+
+        Args:
+            model: the trained model (one seed's).
+            reference: the reference solution on that seed's data.
+            target: what the fit is judged against: the true parameters, else the reference's.
+            final_loss: the full-data loss the training loop ended with.
+
+        Raises:
+            ValueError: ``measure`` did not return exactly the problem's own metric names.
+        """
+        params = parameters_to_vector([p.detach().to("cpu", torch.float64) for p in model.parameters()])
+        solution = torch.tensor(reference.params, dtype=torch.float64)
+        distance = float((params - solution).norm()) if params.shape == solution.shape else math.nan
+        values = {
+            "final_loss": final_loss,
+            "reference_loss": reference.loss,
+            "excess_loss": final_loss - reference.loss,
+            "distance": distance,
+        }
+        training = model.training
+        model.eval()  # measuring must not move a running statistic
+        try:
+            measured = self.measure(model, target) if self.measure is not None else {}
+        finally:
+            model.train(training)
+        if not isinstance(measured, dict) or sorted(measured) != sorted(self.measured):
+            got = sorted(measured) if isinstance(measured, dict) else type(measured).__name__
+            raise ValueError(
+                f"problem {self.name!r} measured {got}; its measure must return a dict of exactly "
+                f"{', '.join(self.measured) or 'nothing (no measure)'}, its own metrics"
+            )
+        values.update(measured)
+        return {metric.name: float(values[metric.name]) for metric in self.table}
 
 
 class UnknownProblemError(KeyError):

@@ -1,6 +1,20 @@
 """optbench: a pytest benchmark and regression suite for PyTorch optimizers."""
 
-from optbench.checks import (
+from optbench.engine import Fitted, Prepared, StaleOptimizerError, fit, prepare, run, summarise, train
+from optbench.optimizers.registry import (
+    OPTIMIZERS,
+    SEED_PROFILE,
+    UNSUPPORTED,
+    Case,
+    OptimizerInfo,
+    Registry,
+    UnknownOptimizerError,
+)
+from optbench.optimizers.split import MatrixSplit
+from optbench.problems import LINE, PROBLEMS, Metric, Problem, Reference
+from optbench.problems.line import LeastSquares, LineDataset, least_squares, linear
+from optbench.record import Record
+from optbench.record.checks import (
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
     ConvergenceError,
@@ -13,21 +27,7 @@ from optbench.checks import (
     failures,
     regressions,
 )
-from optbench.engine import Fitted, Prepared, StaleOptimizerError, fit, prepare, run, summarise, train
-from optbench.problems import LINE, PROBLEMS, Metric, Problem, Reference
-from optbench.problems.line import LeastSquares, LineDataset, least_squares, linear
-from optbench.record import Record
-from optbench.registry import (
-    OPTIMIZERS,
-    SEED_PROFILE,
-    UNSUPPORTED,
-    Case,
-    OptimizerInfo,
-    Registry,
-    UnknownOptimizerError,
-)
 from optbench.scenario import Scenario
-from optbench.split import MatrixSplit
 
 __version__ = "0.1.0"
 

@@ -24,13 +24,12 @@ import pandas as pd
 import torch
 from torch.nn.utils import vector_to_parameters
 
-from optbench import spread
-from optbench.checks import DEFAULT_TOLERANCES, epochs_to_converge, failures
 from optbench.engine import run
+from optbench.optimizers.registry import OPTIMIZERS, SEED_PROFILE, Registry
 from optbench.options import add_matrix_options
 from optbench.problems import PROBLEMS, Metric, Problem
-from optbench.record import bounded
-from optbench.registry import OPTIMIZERS, SEED_PROFILE, Registry
+from optbench.record import bounded, spread
+from optbench.record.checks import DEFAULT_TOLERANCES, epochs_to_converge, failures
 from optbench.scenario import Scenario
 
 _PROFILES: dict[str, Registry] = {"default": OPTIMIZERS, "seed": SEED_PROFILE}

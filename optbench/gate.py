@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from optbench.checks import Tolerances
 from optbench.problems import PROBLEMS, Metric, Problem
+from optbench.record.checks import Tolerances
 from optbench.results import BENCHMARKS_DIR, ResultsError, find_run, load, metrics_of
-from optbench.summary import compare
+from optbench.results.tables import compare
 
 PROG = "python -m optbench.gate"
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import pytest
 
+from optbench.optimizers.registry import OptimizerInfo
 from optbench.problems import Problem
-from optbench.registry import OptimizerInfo
 
 
 @pytest.hookspec

@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable, Iterable
 
 from optbench.devices import parse_device
+from optbench.optimizers.registry import IMPLS
 from optbench.problems import PROBLEMS
-from optbench.registry import IMPLS
 from optbench.scenario import DTYPES
 
 AddOption = Callable[..., object]

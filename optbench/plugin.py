@@ -5,7 +5,7 @@ A test that asks for the ``scenario`` fixture runs once per combination, with
 plain parameters ``optimizer``, ``batch_size`` and ``device`` (and ``impl`` and
 ``dtype`` when ``--optbench-impl`` and ``--optbench-dtypes`` are given), and an id
 such as ``adam-bs10-cpu``. Optimizers from outside optbench join the registry
-before collection (``optbench.specs``); ``--optbench-shard`` deselects all but one
+before collection (``optbench.optimizers.specs``); ``--optbench-shard`` deselects all but one
 shard of the collected tests.
 """
 
@@ -20,9 +20,11 @@ from typing import Any, BinaryIO
 import pytest
 import torch
 
-from optbench import __version__, hookspecs, specs
+from optbench import __version__, hookspecs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import fit, prepare, summarise
+from optbench.optimizers import specs
+from optbench.optimizers.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.options import (
     add_matrix_options,
     parse_devices,
@@ -33,7 +35,6 @@ from optbench.options import (
 )
 from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record
-from optbench.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import DTYPES, Scenario
 

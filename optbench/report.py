@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from optbench import plotdata, render
 from optbench.files import OutputError, write_atomic
+from optbench.plots import data as plotdata
+from optbench.plots import render
 from optbench.results import BENCHMARKS_DIR, Loaded, ResultsError, expand, find_run, load, newest_run
-from optbench.summary import compare, markdown, summary, text
+from optbench.results.tables import compare, markdown, summary, text
 
 PROG = "python -m optbench.report"
 

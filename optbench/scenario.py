@@ -56,7 +56,7 @@ class Scenario:
         dtype: ``float32`` (default), ``float64`` or ``bfloat16``: the model's and
             the data's type; the ids of the others end in ``-float64``/``-bfloat16``.
         elementwise: the optimizer's update is elementwise, so several seeds may
-            train as replicas of one vectorised run (``optbench.replicas``);
+            train as replicas of one vectorised run (``optbench.engine.replicas``);
             otherwise they train one after another. Either way each seed's
             result is the same.
         problem: what to train on (``optbench.problems``): its data, model, loss

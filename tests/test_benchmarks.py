@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from optbench import LINE, OPTIMIZERS
+from optbench.optimizers.registry import BATCH_SIZES
 from optbench.record import SCHEMA_VERSION, fields
-from optbench.registry import BATCH_SIZES
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CONFTEST = 'pytest_plugins = ("optbench.plugin",)\n'
@@ -109,7 +109,7 @@ def test_sabotaged_optimizers_fail_the_benchmark_check(matrix):
     for name, (error, message) in SABOTAGE_MESSAGES.items():
         for bs in (1, 10, 50, 100):
             scenario_id = f"{name}-bs{bs}-cpu"
-            pattern = rf"E\s+optbench\.\w+\.{error}: {re.escape(scenario_id)}:? .*{re.escape(message)}"
+            pattern = rf"E\s+optbench\.[\w.]+\.{error}: {re.escape(scenario_id)}:? .*{re.escape(message)}"
             assert re.search(pattern, text), f"{scenario_id} did not fail with {error}: {message}"
 
 

@@ -13,7 +13,7 @@ from optbench import (
     failures,
     regressions,
 )
-from optbench.checks import status
+from optbench.record.checks import status
 
 BOUNDS = Thresholds(bounds={"excess_loss": 0.5, "slope_error": 0.1, "intercept_error": 0.2})
 TABLE = [metric.as_dict() for metric in LINE.table]

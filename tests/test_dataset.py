@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import Dataset
 
 from optbench import LineDataset, least_squares
-from optbench.dataset import as_tensors
+from optbench.engine.dataset import as_tensors
 
 
 def test_default_is_the_tutorials_line():

@@ -12,7 +12,7 @@ import pytest
 
 from optbench import OPTIMIZERS, SEED_PROFILE
 from optbench.gate import main as gate
-from optbench.registry import BATCH_SIZES
+from optbench.optimizers.registry import BATCH_SIZES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "baselines" / "cpu.json"

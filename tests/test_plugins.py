@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from optbench import OPTIMIZERS, plugin, prepare, specs, train
+from optbench import OPTIMIZERS, plugin, prepare, train
 from optbench.gate import main as gate
+from optbench.optimizers import specs
 from optbench.report import main as report
 
 ROOT = Path(__file__).resolve().parents[1]

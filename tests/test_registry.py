@@ -15,7 +15,7 @@ from optbench import (
     Registry,
     UnknownOptimizerError,
 )
-from optbench.registry import BATCH_SIZES, BF16_ROUNDS, BF16_STALLS, EPOCHS
+from optbench.optimizers.registry import BATCH_SIZES, BF16_ROUNDS, BF16_STALLS, EPOCHS
 
 ENTRIES = list(OPTIMIZERS.values())
 TORCH_ENTRIES = [entry for entry in ENTRIES if entry.torch_name is not None]

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from optbench import LINE, OPTIMIZERS, prepare, run, spread, train
+from optbench import LINE, OPTIMIZERS, prepare, run, train
 from optbench.engine import Sequential, Vectorised, seed_scenarios
-from optbench.record import quantile_field, scalar_fields, seed_field, seed_fields
+from optbench.record import quantile_field, scalar_fields, seed_field, seed_fields, spread
 
 ELEMENTWISE = [name for name, info in OPTIMIZERS.items() if info.elementwise]
 OTHERS = [name for name, info in OPTIMIZERS.items() if not info.elementwise]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from optbench import LINE, LineDataset, least_squares, plotdata
+from optbench import LINE, LineDataset, least_squares
+from optbench.plots import data as plotdata
 from optbench.report import main
 from optbench.results import load
 

@@ -4,7 +4,7 @@ import pytest
 
 from optbench import LINE
 from optbench.record import QUANTILES, quantile_field, seed_field
-from optbench.spread import band, metric_quantiles, over_seeds, quantile, seed_values
+from optbench.record.spread import band, metric_quantiles, over_seeds, quantile, seed_values
 
 
 def test_nearest_rank_quantiles_are_actual_values():

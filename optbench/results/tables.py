@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from optbench.checks import DEFAULT_TOLERANCES, Tolerances, regressions
 from optbench.problems import Metric
 from optbench.record import bounded, quantile_field
+from optbench.record.checks import DEFAULT_TOLERANCES, Tolerances, regressions
 from optbench.results import metrics_of
 
 REPORT_TOLERANCES = replace(DEFAULT_TOLERANCES, time_ratio=1.25)
@@ -57,7 +57,7 @@ def compare(
     """Scenarios of both runs side by side, with deltas and a ``regression`` column.
 
     ``<metric>_change`` is the candidate's first seed minus the baseline's, for each
-    metric the gate compares; ``regression`` lists what ``optbench.checks.regressions``
+    metric the gate compares; ``regression`` lists what ``optbench.record.checks.regressions``
     finds against ``tolerances``; a scenario in only one run says ``added`` or ``removed``.
     """
     keys = list(KEYS)

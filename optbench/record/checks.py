@@ -8,9 +8,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from optbench import spread
 from optbench.problems import Metric
-from optbench.record import Status, bounded, metric_table, quantile_field
+from optbench.record import Status, bounded, metric_table, quantile_field, spread
 
 
 @dataclass(frozen=True)

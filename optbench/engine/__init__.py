@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from optbench import checks, replicas, spread
-from optbench.dataset import as_tensors
+from optbench.engine import replicas
+from optbench.engine.dataset import as_tensors
+from optbench.engine.replicas import Replicas
 from optbench.problems import Reference
-from optbench.record import Record, SeedRuns, fields, finite_or_none
-from optbench.replicas import Replicas
+from optbench.record import Record, SeedRuns, checks, fields, finite_or_none, spread
 from optbench.scenario import OptimizerLike, Scenario
 
 MAX_CURVE_POINTS = 200

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from optbench.registry import OptimizerInfo
+from optbench.optimizers.registry import OptimizerInfo
 
 if sys.version_info >= (3, 11):
     import tomllib

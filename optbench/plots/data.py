@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from optbench.registry import SEED_PROFILE
+from optbench.optimizers.registry import SEED_PROFILE
 
 
 def split_seed_profile(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from optbench import replicas
+from optbench.engine import replicas
+from optbench.optimizers.split import MatrixSplit
 from optbench.problems import LINE, Problem
 from optbench.scenario import DTYPES, OptimizerFactory, Scenario
-from optbench.split import MatrixSplit
 
 BATCH_SIZES = LINE.batch_sizes
 """The default matrix's batch sizes, the line's: 100 is the whole dataset (full batch)."""
@@ -134,7 +134,9 @@ class OptimizerInfo:
         cases = {}
         for key, case in self.cases.items():
             if not isinstance(case, Case):
-                raise ValueError(f"{self.name}: the case {key!r} is {case!r}, not an optbench.registry.Case")
+                raise ValueError(
+                    f"{self.name}: the case {key!r} is {case!r}, not an optbench.optimizers.registry.Case"
+                )
             padded = _case_key(key)
             if padded in cases:
                 raise ValueError(f"{self.name}: the case {padded!r} is given twice")

@@ -17,8 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from optbench import spread
-from optbench.checks import failures
 from optbench.problems import Metric
 from optbench.problems.line import SCHEMA2_NEEDED, from_schema2
 from optbench.record import (
@@ -35,7 +33,9 @@ from optbench.record import (
     scalar_fields,
     seed_field,
     seed_fields,
+    spread,
 )
+from optbench.record.checks import failures
 
 BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -131,22 +131,26 @@ def bounded(metrics: Iterable[Metric]) -> tuple[Metric, ...]:
     return tuple(metric for metric in metrics if metric.bound is not None)
 
 
-def scalar_fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=256)
+def scalar_fields(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
     """The first seed's metric fields of a record with this table."""
     return tuple(metric.name for metric in metrics)
 
 
-def seed_fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=256)
+def seed_fields(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
     """The per-seed lists of a record with this table, ``seed_status`` last."""
     return (*(seed_field(metric.name) for metric in metrics), SEED_STATUS.name)
 
 
-def quantile_fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=256)
+def quantile_fields(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
     """The quantile fields of a record with this table: each bounded metric at each of ``QUANTILES``."""
     return tuple(quantile_field(metric.name, q) for metric in bounded(metrics) for q in QUANTILES)
 
 
-def fields(metrics: Sequence[Metric]) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=256)
+def fields(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
     """Every field of a record with this metric table, in the declared order."""
     return (
         *(field.name for field in METADATA),

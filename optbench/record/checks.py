@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,14 @@ class Thresholds:
                 f"{record['id']}: no metric {unknown[0]!r} to bound; its problem has "
                 f"{', '.join(metric.name for metric in metrics)}"
             )
-        return bounded(replace(m, bound=self.bounds.get(m.name, m.bound)) for m in metrics)
+        return _judged(metrics, tuple(sorted(self.bounds.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _judged(metrics: tuple[Metric, ...], bounds: tuple[tuple[str, float], ...]) -> tuple[Metric, ...]:
+    """The bounded metrics of a table with ``bounds`` applied: one table is judged for many records."""
+    given = dict(bounds)
+    return bounded(replace(m, bound=given.get(m.name, m.bound)) for m in metrics)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -72,7 +80,7 @@ def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
     if record.get("seeds", 1) > 1:
         return _seed_failures(record, judged, thresholds.quantile)
     final = record["final_loss"]
-    if final is None or any(record[metric.name] is None for metric in judged):
+    if _missing_number(final) or any(_missing_number(record[metric.name]) for metric in judged):
         return [f"diverged: the loss became NaN or infinite within {record['steps']} steps"]
     initial = record["epoch_loss"][0]
     if initial is not None and final > initial:
@@ -88,6 +96,11 @@ def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
             )
             missed.append(f"{metric.label} {value:.4g} > {metric.bound:g}{detail}")
     return missed
+
+
+def _missing_number(value: Any) -> bool:
+    """``None`` (a saved record's non-finite number) or NaN (a row read into pandas)."""
+    return value is None or value != value
 
 
 def _seed_failures(record: Mapping[str, Any], judged: tuple[Metric, ...], q: float) -> list[str]:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from optbench.files import OutputError, write_atomic
-from optbench.results import BENCHMARKS_DIR, ResultsError, baseline_document, find_run, load, newest_run
+from optbench.options import add_storage_option
+from optbench.results import ResultsError, baseline_document, find_run, load, newest_run
 
 PROG = "python -m optbench.baseline"
 
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run", nargs="?", help="a results file or save number (default: the newest saved run)"
     )
     parser.add_argument("--out", type=Path, required=True, help="the baseline file to write")
-    parser.add_argument("--benchmarks-dir", type=Path, default=BENCHMARKS_DIR, help="default .benchmarks")
+    add_storage_option(parser.add_argument)
     parser.add_argument(
         "--allow-failed", action="store_true", help="write it even though some scenarios failed"
     )

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from optbench.options import add_storage_option
 from optbench.problems import PROBLEMS, Metric, Problem
 from optbench.record.checks import Tolerances
-from optbench.results import BENCHMARKS_DIR, ResultsError, find_run, load, metrics_of
+from optbench.results import ResultsError, find_run, load, metrics_of
 from optbench.results.tables import compare
 
 PROG = "python -m optbench.gate"
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline", required=True, metavar="RUN", help="a results file or save number (0003)"
     )
     parser.add_argument("--candidate", required=True, metavar="RUN", help="a results file or save number")
-    parser.add_argument("--benchmarks-dir", type=Path, default=BENCHMARKS_DIR, help="default .benchmarks")
+    add_storage_option(parser.add_argument)
     parser.add_argument(
         "--max-growth",
         type=_growth,

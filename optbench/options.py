@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from optbench.devices import parse_device
 from optbench.optimizers.registry import IMPLS
 from optbench.problems import PROBLEMS
+from optbench.results import BENCHMARKS_DIR
 from optbench.scenario import DTYPES
 
 AddOption = Callable[..., object]
@@ -56,6 +58,17 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
         default=None,
         metavar="DTYPES",
         help=f"comma-separated dtypes from {','.join(DTYPES)} (default: float32 alone)",
+    )
+
+
+def add_storage_option(addoption: AddOption) -> None:
+    """Adds ``--benchmarks-dir``: where the commands find saved runs by save number (``0003``)."""
+    addoption(
+        "--benchmarks-dir",
+        type=Path,
+        default=BENCHMARKS_DIR,
+        metavar="DIR",
+        help=f"where pytest-benchmark saves runs, a folder per machine (default {BENCHMARKS_DIR})",
     )
 
 

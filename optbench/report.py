@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from optbench.files import OutputError, write_atomic
+from optbench.options import add_storage_option
 from optbench.plots import data as plotdata
 from optbench.plots import render
-from optbench.results import BENCHMARKS_DIR, Loaded, ResultsError, expand, find_run, load, newest_run
+from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
 from optbench.results.tables import compare, markdown, summary, text
 
 PROG = "python -m optbench.report"
@@ -113,12 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("optbench-report"), help="output folder")
     parser.add_argument("--baseline", metavar="RUN", help="a results file or a save number such as 0003")
     parser.add_argument("--candidate", metavar="RUN", help="a results file or a save number such as 0004")
-    parser.add_argument(
-        "--benchmarks-dir",
-        type=Path,
-        default=BENCHMARKS_DIR,
-        help="where saved runs live (default .benchmarks)",
-    )
+    add_storage_option(parser.add_argument)
     args = parser.parse_args(argv)
     if (args.baseline is None) != (args.candidate is None):
         parser.error("--baseline and --candidate go together; give both, or neither")

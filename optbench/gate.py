@@ -58,14 +58,20 @@ def _defaults(problem: Problem) -> str:
 
 
 def _check_metrics(tolerances: Tolerances, metrics: tuple[Metric, ...]) -> None:
-    """Raises ``GateError`` for a ``--max-growth`` that names no metric of either run."""
-    names = {metric.name for metric in metrics}
+    """Raises ``GateError`` for a ``--max-growth`` that names no judged metric of either run.
+
+    A judged metric has a bound or a tolerance: an error, where lower is better. A reported one
+    (the line's slope) has no direction in which growth is worse.
+    """
+    judged = [metric.name for metric in metrics if metric.bound is not None or metric.tolerance is not None]
     for name in tolerances.growth:
-        if name != "*" and name not in names:
-            raise GateError(
-                f"--max-growth: neither run has a metric {name!r}; choose from "
-                f"{', '.join(metric.name for metric in metrics)}, or all"
-            )
+        if name == "*" or name in judged:
+            continue
+        if name in {metric.name for metric in metrics}:
+            problem = f"{name!r} is reported, not judged (no bound, no tolerance): its growth is not worse"
+        else:
+            problem = f"neither run has a metric {name!r}"
+        raise GateError(f"--max-growth: {problem}; choose from {', '.join(judged)}, or all")
 
 
 def _load(spec: str, root: Path, role: str) -> pd.DataFrame:
@@ -121,10 +127,8 @@ def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolera
     table["regression"] = table.regression.replace(
         {"removed": "missing from the candidate (its test failed before it was timed, or did not run)"}
     )
-    gated = _gated(baseline, candidate, tolerances)
-    score = pd.concat(
-        [_score(table[f"{metric.name}_change"], metric.tolerance) for metric in gated], axis=1
-    ).max(axis=1)
+    scores = [_score(table[f"{m.name}_change"], m.tolerance) for m in _gated(baseline, candidate, tolerances)]
+    score = pd.concat(scores, axis=1).max(axis=1) if scores else pd.Series(0.0, index=table.index)
     score = score.where(table.status_change == "", math.inf).fillna(math.inf)
     changed = (table.status_change != "") | (score.abs() > 0) | (table.regression != "")
     table = table.assign(score=score)[changed]
@@ -143,7 +147,10 @@ def _score(change: pd.Series, tolerance: float) -> pd.Series:
     """How many tolerances a change is, signed (worse is positive); at tolerance 0 any change is infinite."""
     if tolerance > 0:
         return change / tolerance
-    return change.where(change == 0, change.map(lambda value: math.copysign(math.inf, value)))
+    # NaN (a metric the scenario's problem lacks) stays NaN: the row's other metrics decide.
+    return change.where(
+        change.isna() | (change == 0), change.map(lambda value: math.copysign(math.inf, value))
+    )
 
 
 def _print(table: pd.DataFrame, gated: tuple[Metric, ...]) -> None:

@@ -72,6 +72,18 @@ def add_storage_option(addoption: AddOption) -> None:
     )
 
 
+def check_names(names: Iterable[str] | None, known: Iterable[str], flag: str, what: str) -> None:
+    """Raises ``ValueError`` with one line when ``flag`` names a ``what`` that is not ``known``.
+
+    The names are checked once the table they choose from is built (the registry with its added
+    optimizers, the problem table with its added problems), after the options are parsed.
+    """
+    choices = list(known)
+    for name in names or ():
+        if name not in choices:
+            raise ValueError(f"{flag}: unknown {what} {name!r}; choose from {', '.join(choices)}")
+
+
 def _items(value: str) -> list[str]:
     items = [item.strip() for item in value.split(",") if item.strip()]
     if not items:

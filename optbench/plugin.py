@@ -27,6 +27,7 @@ from optbench.optimizers import specs
 from optbench.optimizers.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.options import (
     add_matrix_options,
+    check_names,
     parse_devices,
     parse_impls,
     parse_seed,
@@ -34,7 +35,7 @@ from optbench.options import (
     parse_shard,
 )
 from optbench.problems import PROBLEMS, Problem, Problems
-from optbench.record import SCHEMA_VERSION, Record
+from optbench.record import SCHEMA_VERSION, Record, check_metric_names
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import DTYPES, Scenario
 
@@ -164,11 +165,10 @@ def _refuse_saving_under_xdist(config: pytest.Config) -> None:
 
 def _check_names(config: pytest.Config, option: str, what: str, known: Mapping[str, object]) -> None:
     """Stops the run with one line when ``--optbench-<option>`` names something ``known`` lacks."""
-    for name in config.getoption(f"optbench_{option}") or ():
-        if name not in known:
-            raise pytest.UsageError(
-                f"--optbench-{option}: unknown {what} {name!r}; choose from {', '.join(known)}"
-            )
+    try:
+        check_names(config.getoption(f"optbench_{option}"), known, f"--optbench-{option}", what)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -186,11 +186,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ValueError as error:
         raise pytest.UsageError(f"pytest_optbench_problems: {error}") from None
-    for name in problems:
+    for name, problem in problems.items():
         if name in DTYPES:  # its ids would read as the line's in that dtype
             raise pytest.UsageError(
                 f"pytest_optbench_problems: problem name {name!r} is a dtype's; give the problem another"
             )
+        try:
+            check_metric_names(problem.metrics)
+        except ValueError as error:
+            raise pytest.UsageError(f"pytest_optbench_problems: problem {name!r}: {error}") from None
     _check_names(config, "problems", "problem", problems)
     config.stash[PROBLEMS_KEY] = problems
     baseline = config.getoption("optbench_baseline")

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from optbench.devices import parse_device
 from optbench.problems import PROBLEMS, ModelFactory, Problem
+from optbench.record import check_metric_names
 
 
 class OptimizerLike(Protocol):
@@ -96,6 +97,7 @@ class Scenario:
             raise ValueError(f"scenario problem must be a Problem (optbench.problems), got {self.problem!r}")
         if self.problem.name in DTYPES:  # its ids would read as the line's in that dtype
             raise ValueError(f"problem name {self.problem.name!r} is a dtype's; give the problem another")
+        check_metric_names(self.problem.metrics)
         if self.dtype not in DTYPES:
             raise ValueError(f"scenario dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 

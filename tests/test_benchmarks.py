@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from optbench import LINE, OPTIMIZERS
-from optbench.optimizers.registry import BATCH_SIZES
 from optbench.record import SCHEMA_VERSION, fields
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -92,7 +91,7 @@ def test_the_fakes_take_the_registrys_tuned_rates_at_every_batch_size():
     for info in [*fakes.SABOTAGED, fakes.RECORDING, fakes.REPLACEMENTS["sleepy"]]:
         timid = info.name.startswith("timid.")
         base = OPTIMIZERS[info.name.removeprefix("timid.") if timid else "sgd"]
-        for bs in BATCH_SIZES:  # timid: 100x under the registry's lr, else SGD's own
+        for bs in LINE.batch_sizes:  # timid: 100x under the registry's lr, else SGD's own
             expected = base.hyperparams(bs)["lr"] / (100 if timid else 1)
             assert info.hyperparams(bs)["lr"] == pytest.approx(expected), (info.name, bs)
     for info in fakes.SABOTAGED:  # each stand-in for SGD is the sabotaged entry under SGD's name

@@ -90,6 +90,13 @@ def test_any_dataset_of_pairs_becomes_column_tensors():
     assert torch.equal(x, line.x) and torch.equal(y, line.y)
 
 
+def test_pairs_of_any_size_become_rows():
+    plane = [(torch.tensor([float(i), 2.0 * i]), torch.tensor([3.0 * i])) for i in range(5)]
+    x, y = as_tensors(Pairs(plane))
+    assert x.shape == (5, 2) and y.shape == (5, 1)
+    assert torch.equal(x[3], torch.tensor([3.0, 6.0])) and torch.equal(y[:, 0], 3 * torch.arange(5.0))
+
+
 def test_a_line_dataset_hands_over_its_own_tensors():
     line = LineDataset(seed=4)
     x, y = as_tensors(line)
@@ -110,7 +117,7 @@ def test_the_line_lives_with_its_problem_and_is_still_exported():
         ([], "is empty"),
         ([(1.0, 2.0, 3.0)], "item 0 is tuple, not an \\(x, y\\) pair"),
         ([(1.0, 2.0), 5.0], "item 1 is float, not an \\(x, y\\) pair"),
-        ([([1.0, 2.0], 3.0)], "x of 2 and y of 1 values"),
+        ([(1.0, 3.0), ([1.0, 2.0], 3.0)], "item 1 has x of 2 and y of 1 values, item 0 1 and 1"),
     ],
 )
 def test_bad_datasets_are_named(items, message):

@@ -181,3 +181,41 @@ def test_a_bad_baseline_option_is_a_usage_error(runner, tmp_path):
     result.stderr.fnmatch_lines(
         ["ERROR: --optbench-baseline: *nope.json: no such file; pass a saved run or a baseline file"]
     )
+
+
+SCHEMA3 = Path(__file__).parent / "data" / "runs" / "schema3.json"
+
+
+def test_a_problem_that_gates_no_metric_compares_by_status_alone(tmp_path, capsys):
+    """A metric table may bound without giving tolerances: the gate then has only the status to go by."""
+    data = json.loads(SCHEMA3.read_text())
+    for bench in data["benchmarks"]:
+        for metric in bench["extra_info"]["metrics"]:
+            metric["tolerance"] = None
+    same = tmp_path / "untoleranced.json"
+    same.write_text(json.dumps(data))
+    assert gate_main(["--baseline", str(same), "--candidate", str(same)]) == 0
+    assert capsys.readouterr().out.strip() == "no scenario changed"
+    worse = next(
+        bench["extra_info"] for bench in data["benchmarks"] if bench["extra_info"]["id"] == "adam-bs10-cpu"
+    )
+    worse["status"] = "not_converged"
+    failed = tmp_path / "failed.json"
+    failed.write_text(json.dumps(data))
+    assert gate_main(["--baseline", str(same), "--candidate", str(failed)]) == 1
+    assert "REGRESSED: status converged -> not_converged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("growth", "message"),
+    [
+        ("slope=0", "'slope' is reported, not judged (no bound, no tolerance): its growth is not worse"),
+        ("nosuch=0", "neither run has a metric 'nosuch'"),
+    ],
+)
+def test_max_growth_names_a_judged_metric_of_the_runs(growth, message, capsys):
+    assert gate_main(["--baseline", str(SCHEMA3), "--candidate", str(SCHEMA3), "--max-growth", growth]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(
+        f"python -m optbench.gate: error: --max-growth: {message}; choose from excess_loss"
+    )

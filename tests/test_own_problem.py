@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from optbench.baseline import main as make_baseline
 from optbench.gate import main as gate
 from optbench.report import main as report
+from optbench.results import load
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
@@ -42,6 +44,11 @@ def model(seed):
         return torch.nn.Linear(2, 1)
 
 
+def bias_error(model, target):
+    """The plane's own metric: how far the fitted bias is from the target's (the reference's)."""
+    return {"bias_error": abs(model.bias.item() - target[2])}
+
+
 def reference(x, y):
     """Exact least squares in float64; parameters in the model's order (weight, then bias)."""
     design = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
@@ -59,7 +66,9 @@ PLANE = Problem(
     metrics=(
         Metric("excess_loss", "excess MSE", bound=0.01, tolerance=0.005),
         Metric("distance", "distance to the least-squares fit", bound=0.1, tolerance=0.05),
+        Metric("bias_error", "bias error"),
     ),
+    measure=bias_error,
     batch_sizes=(10, 100),
     epochs={10: 20, 100: 200},  # SGD at lr 0.05: worst of 32 seeds 0.0036 excess MSE, 0.047 distance
 )
@@ -107,7 +116,7 @@ def test_the_problems_reference_is_its_exact_least_squares(plane):
     solution, *_ = np.linalg.lstsq(design, y.double().numpy().reshape(-1), rcond=None)
     assert reference.params == pytest.approx(tuple(solution), abs=1e-12)
     assert reference.params == pytest.approx((3.0, -2.0, 0.5), abs=0.1)  # near the plane it was drawn from
-    assert module.PLANE.measured == ()  # no metrics of its own beyond the generic ones
+    assert module.PLANE.measured == ("bias_error",)  # its own, beside the generic ones
 
 
 def test_a_problem_of_ones_own_runs_through_the_matrix_the_report_and_the_gate(
@@ -125,8 +134,9 @@ def test_a_problem_of_ones_own_runs_through_the_matrix_the_report_and_the_gate(
     for record in records.values():
         assert record["problem"] == "plane" and record["seeds"] == 32 and record["pass_rate"] == 1.0
         assert [metric["name"] for metric in record["metrics"]] == [
-            "final_loss", "reference_loss", "excess_loss", "distance"
+            "final_loss", "reference_loss", "excess_loss", "distance", "bias_error"
         ]  # fmt: skip
+        assert record["bias_error"] <= record["distance"]  # one coordinate of the distance
         assert "slope" not in record and record["distance_q95"] <= 0.1
         assert record["hyperparams"] == '{"lr": 0.05}'  # the plane's case, not the line's lr
 
@@ -153,3 +163,60 @@ def test_a_problem_of_ones_own_runs_through_the_matrix_the_report_and_the_gate(
     assert "REGRESSED: status converged -> not_converged" in out
     assert "excess MSE change" in out and "distance to the least-squares fit change" in out
     assert "sgd-bs10-cpu-plane" in out and "sgd-bs100-cpu-plane" in out
+
+
+def _benchmarks(path: Path, keep) -> dict:
+    data = json.loads(path.read_text())
+    data["benchmarks"] = [bench for bench in data["benchmarks"] if keep(bench["extra_info"])]
+    return data
+
+
+def test_a_run_of_the_line_and_a_problem_of_ones_own_reports_baselines_and_gates(plane, tmp_path, capsys):
+    """Two problems with different metric tables in one run: every table keeps its own columns."""
+    options = ("--optbench-problems=line,plane", "--optbench-optimizers=sgd", "--optbench-batch-sizes=10,100")
+    result = plane.runpytest(*options, "--benchmark-min-rounds=1", "--benchmark-json=mixed.json", *CPU)
+    result.assert_outcomes(passed=4)
+    mixed = plane.path / "mixed.json"
+    frame = load([mixed]).frame.set_index("id")
+    # distance is bounded on the plane and only reported on the line: the plane keeps its quantiles.
+    assert frame.loc["sgd-bs10-cpu-plane", "distance_q95"] <= 0.1
+    assert np.isnan(frame.loc["sgd-bs10-cpu", "distance_q95"]) and np.isnan(
+        frame.loc["sgd-bs10-cpu", "bias_error"]
+    )
+    assert frame.loc["sgd-bs10-cpu", "slope_error_q95"] <= 0.2 and np.isnan(
+        frame.loc["sgd-bs10-cpu-plane", "slope"]
+    )
+
+    assert report([str(mixed), "--out", str(tmp_path / "report")]) == 0
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("id")
+    assert table.loc["sgd-bs100-cpu-plane", "distance_q95"] <= 0.1 and table.passed.all()
+
+    baseline = tmp_path / "baseline.json"
+    assert make_baseline([str(mixed), "--out", str(baseline)]) == 0
+    capsys.readouterr()
+    assert gate(["--baseline", str(baseline), "--candidate", str(mixed), "--max-growth", "all=0"]) == 0
+    assert capsys.readouterr().out.strip() == "no scenario changed"
+
+    # The plane's seeds spread far worse, its first seed unchanged: only its own quantile can tell.
+    worse = json.loads(mixed.read_text())
+    for bench in worse["benchmarks"]:
+        if bench["extra_info"]["problem"] == "plane":
+            bench["extra_info"]["distance_q95"] = 5.0
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    assert gate(["--baseline", str(mixed), "--candidate", str(tmp_path / "worse.json")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("REGRESSED: 0.95 quantile of the distance to the least-squares fit") == 2
+
+    # A candidate that adds the plane to a run of the line alone: the plane is new, and not gated;
+    # the other way round, the plane is missing from the candidate. Neither may crash.
+    line_only = tmp_path / "line.json"
+    line_only.write_text(json.dumps(_benchmarks(mixed, lambda info: info["problem"] == "line")))
+    assert gate(["--baseline", str(line_only), "--candidate", str(mixed)]) == 0
+    capsys.readouterr()
+    assert gate(["--baseline", str(mixed), "--candidate", str(line_only)]) == 1
+    assert capsys.readouterr().out.count("REGRESSED: missing from the candidate") == 2
+    assert (
+        report(["--baseline", str(line_only), "--candidate", str(mixed), "--out", str(tmp_path / "c")]) == 0
+    )
+    compared = pd.read_csv(tmp_path / "c" / "summary.csv").set_index("id")
+    assert compared.loc["sgd-bs10-cpu-plane", "regression"] == "added"

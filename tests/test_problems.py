@@ -340,3 +340,12 @@ def test_cached_solves_each_distinct_data_once():
     assert len(calls) == 3
     run(OPTIMIZERS["sgd"].scenario(100, seed=5, epochs=1, problem=counted))
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize(
+    "name", ["steps", "status", "epoch_loss", "seed_slope2", "slope_q95", "median", "passed"]
+)
+def test_a_metric_may_not_take_a_name_the_record_uses(name):
+    taken = replace(LINE, name="taken", metrics=(*LINE.metrics, Metric(name)))
+    with pytest.raises(ValueError, match=rf"^metric name '{name}' is taken by the record's own fields"):
+        OPTIMIZERS["sgd"].scenario(10, problem=taken)

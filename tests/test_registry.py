@@ -15,7 +15,9 @@ from optbench import (
     Registry,
     UnknownOptimizerError,
 )
-from optbench.optimizers.registry import BATCH_SIZES, BF16_ROUNDS, BF16_STALLS, EPOCHS
+from optbench.optimizers.registry import BF16_ROUNDS, BF16_STALLS
+
+BATCH_SIZES = LINE.batch_sizes
 
 ENTRIES = list(OPTIMIZERS.values())
 TORCH_ENTRIES = [entry for entry in ENTRIES if entry.torch_name is not None]
@@ -130,7 +132,7 @@ def test_hyperparams_and_epochs_per_batch_size():
     sgd = OPTIMIZERS["sgd"]
     assert sgd.hyperparams(1) == {"lr": 0.001}
     assert sgd.hyperparams(10) == {"lr": 0.01}
-    assert [sgd.epochs_for(bs) for bs in BATCH_SIZES] == [EPOCHS[bs] for bs in BATCH_SIZES]
+    assert [sgd.epochs_for(bs) for bs in BATCH_SIZES] == [LINE.epochs_for(bs) for bs in BATCH_SIZES]
     assert sgd.epochs_for(7) == 20
     scenario = sgd.scenario(10, device="cpu", seed=4)
     assert (scenario.batch_size, scenario.epochs, scenario.seed) == (10, 20, 4)

@@ -202,7 +202,13 @@ def test_a_baseline_made_from_a_saved_run_of_each_schema_passes_that_run(schema,
     path = tmp_path / "baseline.json"
     assert baseline([str(SCHEMAS[schema]), "--out", str(path)]) == 0
     assert json.loads(path.read_text())["optbench_schema"] == 3  # written in today's schema
-    assert set(read_baseline(path)) == IDS
+    kept = read_baseline(path)
+    assert set(kept) == IDS
+    run = load([SCHEMAS[schema]]).frame.set_index("id")
+    for scenario, entry in kept.items():  # the gate below passes only because these are the run's
+        for metric in LINE.table:
+            assert _same(entry[metric.name], run.at[scenario, metric.name]), (scenario, metric.name)
+            assert _same(entry[f"seed_{metric.name}"], run.at[scenario, f"seed_{metric.name}"]), scenario
     status = gate(["--baseline", str(path), "--candidate", str(SCHEMAS[schema])])
     out, err = capsys.readouterr()
     assert status == 0, out + err

@@ -16,8 +16,9 @@ from torch.utils.data import Dataset
 from optbench.engine import replicas
 from optbench.engine.dataset import as_tensors
 from optbench.engine.replicas import Replicas
-from optbench.problems import Reference
-from optbench.record import Record, SeedRuns, checks, fields, finite_or_none, spread
+from optbench.problems import Reference, judged_against
+from optbench.record import Record, SeedRuns, checks, fields, spread
+from optbench.record.numbers import finite_or_none
 from optbench.scenario import OptimizerLike, Scenario
 
 MAX_CURVE_POINTS = 200
@@ -89,17 +90,11 @@ def _data(scenario: Scenario, seed: int) -> _Data:
 
 
 def _target(data: _Data, optimum: Reference, scenario_id: str) -> tuple[float, ...]:
-    """What the fit is judged against: the true parameters where known, else the reference's.
-
-    Raises:
-        ValueError: the truth and the reference have different numbers of parameters.
-    """
-    if data.truth is not None and len(data.truth) != len(optimum.params):
-        raise ValueError(
-            f"{scenario_id}: the data's truth has {len(data.truth)} parameters and its reference solution "
-            f"{len(optimum.params)}; give the truth in the reference's parameter order, or None"
-        )
-    return tuple(float(value) for value in (optimum.params if data.truth is None else data.truth))
+    """What the fit is judged against (``optbench.problems.judged_against``), or a one-line error."""
+    try:
+        return judged_against(data.truth, optimum)
+    except ValueError as error:
+        raise ValueError(f"{scenario_id}: {error}") from None
 
 
 def _model(scenario: Scenario, seed: int, device: torch.device) -> nn.Module:

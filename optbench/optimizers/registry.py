@@ -15,15 +15,6 @@ from optbench.optimizers.split import MatrixSplit
 from optbench.problems import LINE, Problem
 from optbench.scenario import DTYPES, OptimizerFactory, Scenario
 
-BATCH_SIZES = LINE.batch_sizes
-"""The default matrix's batch sizes, the line's: 100 is the whole dataset (full batch)."""
-
-EPOCHS = MappingProxyType(dict(LINE.epochs))
-"""Epochs per batch size in the default matrix, the line's: large batches take few steps per epoch."""
-
-DEFAULT_EPOCHS = LINE.default_epochs
-"""Epochs for a batch size not in ``EPOCHS``."""
-
 IMPLS = ("forloop", "foreach", "fused")
 """Implementations an optimizer may have: one tensor at a time, multi-tensor, one fused kernel."""
 
@@ -57,7 +48,8 @@ class Case:
         hyperparams: keyword arguments that replace the defaults there (the tuned lr).
         epochs: epochs there instead of the problem's, or ``None``.
         fails: why it may not converge there (measured, with the pass rate); ``""``
-            when it must converge.
+            where it must converge even though a broader key says it may fail;
+            ``None`` (the default) to leave that to the broader keys.
         strict: with ``fails``: strict when it never converges there (the benchmark
             marks a strict expected failure, so a surprise pass is reported too);
             ``False`` when it converges on most seeds but not all (a non-strict one:
@@ -66,7 +58,7 @@ class Case:
 
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     epochs: int | None = None
-    fails: str = ""
+    fails: str | None = None
     strict: bool = True
 
     def __post_init__(self) -> None:
@@ -104,8 +96,8 @@ class OptimizerInfo:
             tuned hyper-parameters, epochs, and known failures with their
             strictness. Where several keys match, the more specific wins: the
             batch size's over the problem's, the dtype's over both (a key's
-            hyper-parameters add to the broader ones'; its ``fails`` stands
-            unless a more specific key names a failure of its own).
+            hyper-parameters add to the broader ones'; the most specific key
+            that says anything of failing decides it).
         needs_closure: ``step`` takes a closure that re-evaluates the loss (LBFGS).
         matrix_only: updates only 2-D parameters; a companion takes the rest.
         sparse_only: needs sparse gradients.
@@ -166,8 +158,8 @@ class OptimizerInfo:
         self, batch_size: int, *, problem: Problem = LINE, dtype: str = "float32"
     ) -> tuple[str, bool] | None:
         """``(reason, strict)`` where the case may not converge, else ``None``."""
-        failing = [case for case in self._matching(problem.name, batch_size, dtype) if case.fails]
-        return (failing[-1].fails, failing[-1].strict) if failing else None
+        said = [case for case in self._matching(problem.name, batch_size, dtype) if case.fails is not None]
+        return (said[-1].fails, said[-1].strict) if said and said[-1].fails else None
 
     def epochs_for(self, batch_size: int, *, problem: Problem = LINE, dtype: str = "float32") -> int:
         """The epochs this optimizer gets at ``batch_size`` on ``problem``: its case's, else the problem's."""

@@ -16,6 +16,7 @@ from optbench.problems.base import (
     Reference,
     UnknownProblemError,
     cached,
+    judged_against,
 )
 from optbench.problems.line import LINE
 
@@ -37,4 +38,5 @@ __all__ = [
     "Reference",
     "UnknownProblemError",
     "cached",
+    "judged_against",
 ]

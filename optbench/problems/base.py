@@ -123,6 +123,20 @@ def cached(
     return reference
 
 
+def judged_against(truth: tuple[float, ...] | None, reference: Reference) -> tuple[float, ...]:
+    """What a fit is judged against: the true parameters where known, else the reference's.
+
+    Raises:
+        ValueError: the truth and the reference have different numbers of parameters.
+    """
+    if truth is not None and len(truth) != len(reference.params):
+        raise ValueError(
+            f"the data's truth has {len(truth)} parameters and its reference solution "
+            f"{len(reference.params)}; give the truth in the reference's parameter order, or None"
+        )
+    return tuple(float(value) for value in (reference.params if truth is None else truth))
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem to train on: everything the engine needs that is not the optimizer.

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from optbench.problems.base import Data, Metric, Problem, Reference
+from optbench.record.numbers import as_float, finite_or_none
 
 TUTORIAL_SIZE = 100
 """Points in the tutorial's data set, so batch size 100 is full batch."""
@@ -188,9 +189,7 @@ LINE = Problem(
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    return finite_or_none(as_float(value))
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

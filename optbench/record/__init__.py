@@ -1,6 +1,6 @@
 """The record: the flat, JSON-ready dict one training run produces, declared once.
 
-Every field of a record is in one of four groups, declared here and nowhere else:
+Every field of a record is in one of five groups, declared here and nowhere else:
 
 - ``METADATA``: what ran and how it ended (id, problem, optimizer, ..., status, the metric table);
 - scalars: the first seed's value of each metric of the problem's table, under the metric's name;
@@ -9,13 +9,16 @@ Every field of a record is in one of four groups, declared here and nowhere else
 - ``CURVES``: the per-epoch and per-step losses, and the per-epoch loss's band over seeds.
 
 The scalar names come from the problem (``optbench.problems``); this module only says how they
-become fields. Readers, tables, the gate and the baseline derive their columns from here.
+become fields, and which names a metric may not take. Readers, tables, the gate and the baseline
+derive their columns from here: a row of the results DataFrame is a record with the ``SOURCE`` and
+``TIMING`` columns before it and ``PASSED`` after. The converters between JSON's ``None`` and
+floats are in ``numbers.py`` beside it.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,22 +54,23 @@ class Field:
         name: the key in the record.
         kind: its JSON type: ``str``, ``int``, ``float``, ``bool`` or ``list``.
         doc: what it holds.
-        nullable: ``None`` is allowed (a float that was not finite, as JSON has no NaN).
+        default: what a reader takes when an older record lacks the field (``None``: the
+            reader's own for the kind, ``""`` or 0).
     """
 
     name: str
     kind: type
     doc: str
-    nullable: bool = False
+    default: Any = None
 
 
 METADATA = (
     Field("id", str, "the scenario's id, such as adam-bs10-cpu: the join key"),
-    Field("problem", str, "the problem's name (optbench.problems)"),
+    Field("problem", str, "the problem's name (optbench.problems); the default problem's when absent"),
     Field("optimizer", str, "the optimizer set-up's name, such as adam or adam.fused"),
     Field("batch_size", int, "samples per step"),
     Field("device", str, "cpu, cuda, cuda:1, mps"),
-    Field("dtype", str, "float32, float64 or bfloat16"),
+    Field("dtype", str, "float32, float64 or bfloat16", default="float32"),
     Field("epochs", int, "passes over the data"),
     Field("seed", int, "the first seed"),
     Field("shuffle", bool, "whether each epoch reshuffled the data"),
@@ -76,7 +80,7 @@ METADATA = (
     Field("status", str, "converged, not_converged or diverged, judging all seeds"),
     Field("expected_failure", str, "the reason the case may fail (its xfail mark), or ''"),
     Field("seeds", int, "seeds trained: seed to seed + seeds - 1"),
-    Field("seed_runs", str, "how they ran: one, vectorised or sequential"),
+    Field("seed_runs", str, "how they ran: one, vectorised or sequential", default="one"),
     Field("pass_rate", float, "the share of seeds that converged"),
     Field("metrics", list, "the problem's metric table: each metric's name, label, bound and tolerance"),
     Field("step_loss_stride", int, "steps averaged into each point of step_loss"),
@@ -94,6 +98,48 @@ CURVES = (
 """Curves: lists of floats (``None`` where not finite)."""
 
 SEED_STATUS = Field("seed_status", list, "each seed's status, in seed order")
+
+
+SOURCE = (
+    Field("run", str, "the saved run's file name, without .json"),
+    Field("save", str, "its save number (0003) when autosaved, else ''"),
+    Field("machine", str, "the machine it ran on (machine_info's node)"),
+    Field("commit", str, "the commit it ran at, 12 characters"),
+    Field("date", str, "when it ran (a timestamp in the DataFrame)"),
+    Field("torch", str, "the torch version it ran with"),
+    Field("schema", int, "the record schema it was saved in"),
+    Field("test", str, "pytest's name for the test"),
+)
+"""Where a row of the results DataFrame came from: the first columns of every row."""
+
+TIMING = (
+    Field("min", float, "the fastest timed round, in seconds (NaN where not timed)"),
+    Field("median", float, "the median timed round"),
+    Field("mean", float, "the mean timed round"),
+    Field("stddev", float, "the timed rounds' standard deviation"),
+    Field("rounds", int, "the timed rounds"),
+)
+"""pytest-benchmark's statistics of a row's timed rounds: the columns between its source and record."""
+
+PASSED = Field("passed", bool, "the record passes its bounds, judged again on reading")
+"""The one column a row adds after its record."""
+
+_QUANTILE = re.compile(r"_q\d\d$")
+
+
+def check_metric_names(metrics: Iterable[Metric]) -> None:
+    """Raises ``ValueError`` for a metric whose name a record or a row already uses for something else.
+
+    A metric named ``steps`` would overwrite the record's step count; ``seed_x`` and ``x_q95``
+    would be read as another metric's per-seed list and quantile.
+    """
+    taken = {field.name for field in (*METADATA, *CURVES, SEED_STATUS, *SOURCE, *TIMING, PASSED)}
+    for metric in metrics:
+        if metric.name in taken or metric.name.startswith("seed_") or _QUANTILE.search(metric.name):
+            raise ValueError(
+                f"metric name {metric.name!r} is taken by the record's own fields (or reads as a seed "
+                "list or a quantile); give the metric another"
+            )
 
 
 def seed_field(metric: str) -> str:
@@ -159,9 +205,3 @@ def fields(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
         *quantile_fields(metrics),
         *(field.name for field in CURVES),
     )
-
-
-def finite_or_none(value: float) -> float | None:
-    """``value`` as a float, or ``None`` when it is NaN or infinite."""
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -11,6 +11,7 @@ from typing import Any
 
 from optbench.problems import Metric
 from optbench.record import Status, bounded, metric_table, quantile_field, spread
+from optbench.record.numbers import or_inf
 
 
 @dataclass(frozen=True)
@@ -264,8 +265,7 @@ def regressions(
 
 
 def _value(record: Mapping[str, Any], name: str) -> float:
-    value = record.get(name)
-    return math.inf if value is None or value != value else float(value)
+    return or_inf(record.get(name))
 
 
 def _difference(after: Mapping[str, Any], before: Mapping[str, Any], name: str) -> float:

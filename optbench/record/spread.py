@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optbench.problems import Metric
-from optbench.record import BAND, QUANTILES, bounded, quantile_field, seed_field
+from optbench.record import BAND, QUANTILES, SEED_STATUS, bounded, quantile_field, seed_field
+from optbench.record.numbers import or_inf
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -31,14 +32,10 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
 
 
-def _number(value: Any) -> float:
-    return math.inf if value is None or value != value else float(value)
-
-
 def seed_values(record: Mapping[str, Any], metrics: Sequence[Metric]) -> dict[str, list[float]]:
     """Each bounded metric's per-seed values from the record's ``seed_*`` lists; ``inf`` where missing."""
     return {
-        metric.name: [_number(value) for value in record[seed_field(metric.name)]]
+        metric.name: [or_inf(value) for value in record[seed_field(metric.name)]]
         for metric in bounded(metrics)
     }
 
@@ -80,7 +77,7 @@ def over_seeds(records: Sequence[Mapping[str, Any]], metrics: Sequence[Metric]) 
     fields: dict[str, Any] = {"seeds": len(records)}
     for metric in metrics:
         fields[seed_field(metric.name)] = [r[metric.name] for r in records]
-    fields["seed_status"] = [r["status"] for r in records]
+    fields[SEED_STATUS.name] = [r["status"] for r in records]
     fields["pass_rate"] = sum(r["status"] == "converged" for r in records) / len(records)
     fields.update(metric_quantiles(fields, metrics))
     curves = [r["epoch_loss"] for r in records]

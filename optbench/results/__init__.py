@@ -11,22 +11,24 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from optbench.problems import Metric
+from optbench.problems import PROBLEMS, Metric
 from optbench.problems.line import SCHEMA2_NEEDED, from_schema2
 from optbench.record import (
     BAND,
     CURVES,
     METADATA,
+    PASSED,
     SCHEMA_VERSION,
+    SOURCE,
+    TIMING,
     bounded,
     fields,
-    finite_or_none,
     metric_table,
     quantile_field,
     quantile_fields,
@@ -36,6 +38,7 @@ from optbench.record import (
     spread,
 )
 from optbench.record.checks import failures
+from optbench.record.numbers import as_float, finite_or_none
 
 BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
@@ -44,20 +47,22 @@ _SAVE_NUMBER = re.compile(r"^(\d{4})_")
 _SAVE_HINT = "run `pytest benchmarks --benchmark-autosave` first, or pass result files"
 _NEEDED = ("id", "optimizer", "batch_size", "device", "status", "metrics", "final_loss", "epoch_loss")
 
-RUN_COLUMNS = ("run", "save", "machine", "commit", "date", "torch", "schema", "test")
-"""Where each row comes from: the saved run and its test."""
+RUN_COLUMNS = tuple(field.name for field in SOURCE)
+"""Where each row comes from: the saved run and its test (``optbench.record.SOURCE``)."""
 
-TIMING_COLUMNS = ("min", "median", "mean", "stddev", "rounds")
+TIMING_COLUMNS = tuple(field.name for field in TIMING)
 """pytest-benchmark's statistics of the timed rounds, in seconds (NaN where not timed)."""
 
 
-def columns(metrics: Sequence[Any]) -> tuple[str, ...]:
-    """The DataFrame's columns for rows whose metric tables together hold ``metrics``, in order.
+def columns(tables: Iterable[tuple[Metric, ...]]) -> tuple[str, ...]:
+    """The DataFrame's columns for rows with these metric tables, in order.
 
-    The run's columns, the timings, every declared record field (``optbench.record``), and
-    ``passed`` (the bounds check, judged again on load).
+    The run's columns, the timings, every declared record field of every table (``optbench.record``;
+    a field two tables share once, where it first appears), and ``passed`` (the bounds check,
+    judged again on load).
     """
-    return (*RUN_COLUMNS, *TIMING_COLUMNS, *fields(metrics), "passed")
+    record = dict.fromkeys(name for table in tables for name in fields(table))
+    return (*RUN_COLUMNS, *TIMING_COLUMNS, *record, PASSED.name)
 
 
 class ResultsError(Exception):
@@ -72,7 +77,7 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
 
-def save_number(path: Path) -> str:
+def saveas_float(path: Path) -> str:
     """``"0003"`` for an autosaved ``0003_<commit>_<date>.json``, else ``""``."""
     match = _SAVE_NUMBER.match(path.name)
     return match.group(1) if match else ""
@@ -86,10 +91,10 @@ def newest_run(root: Path = BENCHMARKS_DIR) -> Path:
     """
     if not root.is_dir():
         raise ResultsError(f"{root}: no saved runs here; {_SAVE_HINT}")
-    runs = [path for path in root.glob("*/*.json") if save_number(path)]
+    runs = [path for path in root.glob("*/*.json") if saveas_float(path)]
     if not runs:
         raise ResultsError(f"{root}: no autosaved runs in it; {_SAVE_HINT}")
-    return max(runs, key=lambda path: (save_number(path), path.stat().st_mtime))
+    return max(runs, key=lambda path: (saveas_float(path), path.stat().st_mtime))
 
 
 def find_run(spec: str, root: Path = BENCHMARKS_DIR) -> Path:
@@ -168,7 +173,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
     commit = data.get("commit_info") or {}
     run = {
         "run": path.stem,
-        "save": save_number(path),
+        "save": saveas_float(path),
         "machine": str(machine.get("node", "")),
         "commit": str(commit.get("id") or "")[:12],
         "date": pd.to_datetime(data.get("datetime"), utc=True, errors="coerce"),
@@ -201,26 +206,20 @@ def _is_optbench(bench: Any) -> bool:
     )
 
 
-def _number(value: Any) -> float:
-    """A float, NaN for anything missing or not a number (the JSON null of a diverged run)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
-
-
 def _integer(value: Any) -> int:
     """An int, 0 for anything missing or not a finite number."""
-    number = _number(value)
+    number = as_float(value)
     return int(number) if math.isfinite(number) else 0
 
 
 def _curve(values: Any) -> list[float]:
     if not isinstance(values, list):
         return []
-    return [value if type(value) is float else _number(value) for value in values]  # floats first: most are
+    return [value if type(value) is float else as_float(value) for value in values]  # floats first: most are
 
 
-_DEFAULTS = {"dtype": "float32", "problem": "line", "seed_runs": "one", "expected_failure": ""}
+_DEFAULTS = {field.name: field.default for field in METADATA if field.default is not None}
+_DEFAULTS["problem"] = PROBLEMS.default.name  # records before schema 3 were all of it
 
 
 def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -236,7 +235,7 @@ def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, An
         ) from None
     row = {**run, "test": bench.get("fullname", bench.get("name", ""))}
     for key in TIMING_COLUMNS:
-        row[key] = _integer(stats.get(key)) if key == "rounds" else _number(stats.get(key))
+        row[key] = _integer(stats.get(key)) if key == "rounds" else as_float(stats.get(key))
     for declared in METADATA:
         value = info.get(declared.name)
         if declared.kind is str:
@@ -244,12 +243,12 @@ def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, An
         elif declared.kind is int:
             row[declared.name] = _integer(value)
         elif declared.kind is float:
-            row[declared.name] = _number(value)
+            row[declared.name] = as_float(value)
         elif declared.kind is bool:
             row[declared.name] = value is True
     row["metrics"] = [metric.as_dict() for metric in metrics]
     for name in scalar_fields(metrics):
-        row[name] = _number(info.get(name))
+        row[name] = as_float(info.get(name))
     for declared in CURVES:
         row[declared.name] = _curve(info.get(declared.name))
     _read_seeds(row, info, metrics)
@@ -276,7 +275,7 @@ def _read_seeds(row: dict[str, Any], info: dict[str, Any], metrics: Sequence[Any
         for metric in metrics:
             row[seed_field(metric.name)] = [row[metric.name]]
         row["seed_status"] = [row["status"]]
-        row.update({key: _number(value) for key, value in spread.metric_quantiles(row, metrics).items()})
+        row.update({key: as_float(value) for key, value in spread.metric_quantiles(row, metrics).items()})
         for q in BAND:
             row[quantile_field("epoch_loss", q)] = list(row["epoch_loss"])
         return
@@ -284,7 +283,7 @@ def _read_seeds(row: dict[str, Any], info: dict[str, Any], metrics: Sequence[Any
         row[key] = _curve(lists[key])
     row["seed_status"] = [str(value) for value in lists["seed_status"]]
     for key in quantile_fields(metrics):
-        row[key] = _number(info.get(key))
+        row[key] = as_float(info.get(key))
 
 
 def load(paths: Sequence[Path]) -> Loaded:
@@ -303,18 +302,33 @@ def load(paths: Sequence[Path]) -> Loaded:
     if not rows:
         problems = "; ".join(w.removeprefix("skipped ") for w in warnings) or "no files given"
         raise ResultsError(f"no usable optbench results: {problems}")
-    frame = pd.DataFrame(rows, columns=list(columns(metrics_of(rows))))
+    frame = pd.DataFrame(rows, columns=list(columns(tables_of(rows))))
     return Loaded(frame=frame, warnings=warnings)
 
 
-def metrics_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[Metric, ...]:
-    """Every metric of the rows' tables, each once, in the order first met (the first row's first)."""
+def tables_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[tuple[Metric, ...], ...]:
+    """The distinct metric tables of the rows, in the order first met."""
     records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
-    union: dict[str, dict[str, Any]] = {}
-    for row in records:
-        for metric in row["metrics"]:
-            union.setdefault(metric["name"], metric)
-    return metric_table({"metrics": list(union.values())})
+    return tuple(dict.fromkeys(metric_table(row) for row in records))
+
+
+def metrics_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[Metric, ...]:
+    """Every metric of the rows' tables, each once, in the order first met.
+
+    Where tables differ on a metric (one problem bounds ``distance``, another only reports it),
+    the first bound and the first tolerance any table gives stand: the union says which columns
+    a table may hold, while each record is judged by its own table.
+    """
+    union: dict[str, Metric] = {}
+    for table in tables_of(rows):
+        for metric in table:
+            known = union.setdefault(metric.name, metric)
+            union[metric.name] = replace(
+                known,
+                bound=known.bound if known.bound is not None else metric.bound,
+                tolerance=known.tolerance if known.tolerance is not None else metric.tolerance,
+            )
+    return tuple(union.values())
 
 
 BASELINE_KIND = "optbench-baseline"

@@ -65,9 +65,9 @@ def compare(
     values = ["median", "status", "passed", "seeds", "pass_rate", "metrics"]
     values += [metric.name for metric in metrics]
     values += [quantile_field(metric.name, 0.95) for metric in bounded(metrics)]
-    merged = baseline[keys + values].merge(
-        candidate[keys + values], on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True
-    )
+    # A metric one run has and the other lacks (a problem added since) is NaN on the other side.
+    before, after = (frame.reindex(columns=keys + values) for frame in (baseline, candidate))
+    merged = before.merge(after, on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True)
     merged["time_ratio"] = merged["median_candidate"] / merged["median_baseline"]
     for metric in tolerances.gated({"metrics": [metric.as_dict() for metric in metrics]}):
         merged[f"{metric.name}_change"] = (

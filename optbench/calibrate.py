@@ -172,7 +172,7 @@ def seed_finding(runs: pd.DataFrame) -> pd.DataFrame:
 
 def gated(problem: Problem) -> tuple[Metric, ...]:
     """The problem's metrics that the gate compares, with their default tolerances."""
-    return DEFAULT_TOLERANCES.gated({"metrics": [metric.as_dict() for metric in problem.table]})
+    return DEFAULT_TOLERANCES.gated({"metrics": problem.table})
 
 
 def drift(runs: pd.DataFrame, problem: Problem) -> pd.DataFrame:

@@ -140,7 +140,7 @@ def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolera
 def _gated(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolerances) -> tuple[Metric, ...]:
     """The metrics the runs' tables gate, with ``tolerances`` applied: the columns of the verdict."""
     table = metrics_of(pd.concat([baseline, candidate], ignore_index=True))
-    return tolerances.gated({"metrics": [metric.as_dict() for metric in table]})
+    return tolerances.gated({"metrics": table})
 
 
 def _score(change: pd.Series, tolerance: float) -> pd.Series:

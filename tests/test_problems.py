@@ -349,3 +349,11 @@ def test_a_metric_may_not_take_a_name_the_record_uses(name):
     taken = replace(LINE, name="taken", metrics=(*LINE.metrics, Metric(name)))
     with pytest.raises(ValueError, match=rf"^metric name '{name}' is taken by the record's own fields"):
         OPTIMIZERS["sgd"].scenario(10, problem=taken)
+
+
+def test_a_metric_hashes_by_value_in_every_process():
+    metric = Metric("error", bound=0.5)
+    assert hash(metric) == hash(Metric("error", bound=0.5)) and metric == Metric("error", bound=0.5)
+    copied = pickle.loads(pickle.dumps(metric))  # another process would hash its strings anew
+    assert "_hash" not in vars(copied) and copied == metric and hash(copied) == hash(metric)
+    assert replace(metric, bound=0.1) != metric

@@ -68,6 +68,18 @@ class Metric:
             ):
                 raise ValueError(f"metric {self.name!r}: {attribute} must be a non-negative number or None")
 
+    def __hash__(self) -> int:
+        # Tables of metrics key the readers' caches, once per row: hash once per metric.
+        try:
+            return self._hash  # type: ignore[attr-defined]
+        except AttributeError:
+            object.__setattr__(self, "_hash", hash((self.name, self.label, self.bound, self.tolerance)))
+            return self._hash  # type: ignore[attr-defined]
+
+    def __getstate__(self) -> dict[str, object]:
+        # A string's hash differs from one process to the next: a pickled metric hashes anew.
+        return {key: value for key, value in self.__dict__.items() if key != "_hash"}
+
     def as_dict(self) -> dict[str, object]:
         """The metric as the record keeps it (its ``metrics`` table), JSON-ready."""
         return {"name": self.name, "label": self.label, "bound": self.bound, "tolerance": self.tolerance}

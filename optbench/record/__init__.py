@@ -155,13 +155,18 @@ def quantile_field(metric: str, q: float) -> str:
 def metric_table(record: Mapping[str, Any]) -> tuple[Metric, ...]:
     """The record's metric table, as it declares it in ``metrics``.
 
+    A saved record holds the table as a list of objects; a row read into the results DataFrame
+    (``optbench.results``) holds it already parsed, as a tuple of ``Metric`` values.
+
     Raises:
         ValueError: an entry is not a metric (a name, and bounds that are non-negative numbers).
         KeyError, TypeError: the table is missing or not a list of objects.
     """
+    entries = record["metrics"]
+    if isinstance(entries, tuple) and (not entries or isinstance(entries[0], Metric)):
+        return entries  # as metric_table made it
     key = tuple(
-        (str(m["name"]), str(m.get("label") or ""), m.get("bound"), m.get("tolerance"))
-        for m in record["metrics"]
+        (str(m["name"]), str(m.get("label") or ""), m.get("bound"), m.get("tolerance")) for m in entries
     )
     return _metrics(key)
 

@@ -246,7 +246,7 @@ def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, An
             row[declared.name] = as_float(value)
         elif declared.kind is bool:
             row[declared.name] = value is True
-    row["metrics"] = [metric.as_dict() for metric in metrics]
+    row["metrics"] = metrics  # parsed once: the tables, gate and baseline read it from the row
     for name in scalar_fields(metrics):
         row[name] = as_float(info.get(name))
     for declared in CURVES:
@@ -307,9 +307,10 @@ def load(paths: Sequence[Path]) -> Loaded:
 
 
 def tables_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[tuple[Metric, ...], ...]:
-    """The distinct metric tables of the rows, in the order first met."""
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
-    return tuple(dict.fromkeys(metric_table(row) for row in records))
+    """The distinct metric tables of the rows (or of a DataFrame's ``metrics``), in the order first met."""
+    if isinstance(rows, pd.DataFrame):
+        return tuple(dict.fromkeys(rows["metrics"]))
+    return tuple(dict.fromkeys(metric_table(row) for row in rows))
 
 
 def metrics_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[Metric, ...]:
@@ -351,9 +352,11 @@ def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict
         entry: dict[str, Any] = {}
         for key in (name for name in fields(metrics) if name not in _NOT_IN_BASELINES):
             value = row[key]
-            if isinstance(value, float):
+            if key == "metrics":
+                value = [metric.as_dict() for metric in metrics]
+            elif isinstance(value, float):
                 value = finite_or_none(value)
-            elif isinstance(value, list) and key != "metrics":
+            elif isinstance(value, list):
                 value = [finite_or_none(item) if isinstance(item, float) else item for item in value]
             entry[key] = value
         entry["epoch_loss"] = [finite_or_none(row["epoch_loss"][0])] if row["epoch_loss"] else []

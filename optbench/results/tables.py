@@ -69,7 +69,7 @@ def compare(
     before, after = (frame.reindex(columns=keys + values) for frame in (baseline, candidate))
     merged = before.merge(after, on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True)
     merged["time_ratio"] = merged["median_candidate"] / merged["median_baseline"]
-    for metric in tolerances.gated({"metrics": [metric.as_dict() for metric in metrics]}):
+    for metric in tolerances.gated({"metrics": metrics}):
         merged[f"{metric.name}_change"] = (
             merged[f"{metric.name}_candidate"] - merged[f"{metric.name}_baseline"]
         )

@@ -139,8 +139,12 @@ def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolera
 
 def _gated(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolerances) -> tuple[Metric, ...]:
     """The metrics the runs' tables gate, with ``tolerances`` applied: the columns of the verdict."""
-    table = metrics_of(pd.concat([baseline, candidate], ignore_index=True))
-    return tolerances.gated({"metrics": table})
+    return tolerances.gated({"metrics": _metrics(baseline, candidate)})
+
+
+def _metrics(baseline: pd.DataFrame, candidate: pd.DataFrame) -> tuple[Metric, ...]:
+    """Every metric of both runs' tables (``optbench.results.metrics_of``)."""
+    return metrics_of(pd.concat([baseline[["metrics"]], candidate[["metrics"]]], ignore_index=True))
 
 
 def _score(change: pd.Series, tolerance: float) -> pd.Series:
@@ -209,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         baseline = _load(args.baseline, args.benchmarks_dir, "baseline")
         candidate = _load(args.candidate, args.benchmarks_dir, "candidate")
-        _check_metrics(tolerances, metrics_of(pd.concat([baseline, candidate], ignore_index=True)))
+        _check_metrics(tolerances, _metrics(baseline, candidate))
         for warning in _check_comparable(baseline, candidate, args.allow_failed_baseline):
             print(f"{PROG}: {warning}", file=sys.stderr)
     except (ResultsError, GateError) as error:

@@ -77,7 +77,7 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
 
-def saveas_float(path: Path) -> str:
+def save_number(path: Path) -> str:
     """``"0003"`` for an autosaved ``0003_<commit>_<date>.json``, else ``""``."""
     match = _SAVE_NUMBER.match(path.name)
     return match.group(1) if match else ""
@@ -91,10 +91,10 @@ def newest_run(root: Path = BENCHMARKS_DIR) -> Path:
     """
     if not root.is_dir():
         raise ResultsError(f"{root}: no saved runs here; {_SAVE_HINT}")
-    runs = [path for path in root.glob("*/*.json") if saveas_float(path)]
+    runs = [path for path in root.glob("*/*.json") if save_number(path)]
     if not runs:
         raise ResultsError(f"{root}: no autosaved runs in it; {_SAVE_HINT}")
-    return max(runs, key=lambda path: (saveas_float(path), path.stat().st_mtime))
+    return max(runs, key=lambda path: (save_number(path), path.stat().st_mtime))
 
 
 def find_run(spec: str, root: Path = BENCHMARKS_DIR) -> Path:
@@ -173,7 +173,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
     commit = data.get("commit_info") or {}
     run = {
         "run": path.stem,
-        "save": saveas_float(path),
+        "save": save_number(path),
         "machine": str(machine.get("node", "")),
         "commit": str(commit.get("id") or "")[:12],
         "date": pd.to_datetime(data.get("datetime"), utc=True, errors="coerce"),

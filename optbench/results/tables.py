@@ -61,7 +61,7 @@ def compare(
     finds against ``tolerances``; a scenario in only one run says ``added`` or ``removed``.
     """
     keys = list(KEYS)
-    metrics = metrics_of(pd.concat([baseline, candidate], ignore_index=True))
+    metrics = metrics_of(pd.concat([baseline[["metrics"]], candidate[["metrics"]]], ignore_index=True))
     values = ["median", "status", "passed", "seeds", "pass_rate", "metrics"]
     values += [metric.name for metric in metrics]
     values += [quantile_field(metric.name, 0.95) for metric in bounded(metrics)]

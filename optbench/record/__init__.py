@@ -21,12 +21,14 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from optbench.problems.base import Metric
 
 Status = Literal["converged", "not_converged", "diverged"]
 SeedRuns = Literal["one", "vectorised", "sequential"]
+STATUSES: tuple[str, ...] = get_args(Status)
+SEED_RUNS: tuple[str, ...] = get_args(SeedRuns)
 
 SCHEMA_VERSION = 3
 """Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file.
@@ -56,48 +58,70 @@ class Field:
         doc: what it holds.
         default: what a reader takes when an older record lacks the field (``None``: the
             reader's own for the kind, ``""`` or 0).
+        minimum: the least value a number may take (``None``: any).
+        maximum: the greatest value a number may take (``None``: any).
+        choices: the values a string may take (empty: any).
+        baseline: whether a baseline file keeps the field (``optbench.baseline`` drops set-up,
+            timings and curves).
+
+    The schema a reader validates saved records with (``optbench.record.schema``) is built from
+    these declarations: kind, bounds and choices are all it checks of a field.
     """
 
     name: str
     kind: type
     doc: str
     default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    baseline: bool = True
 
 
 METADATA = (
     Field("id", str, "the scenario's id, such as adam-bs10-cpu: the join key"),
     Field("problem", str, "the problem's name (optbench.problems); the default problem's when absent"),
     Field("optimizer", str, "the optimizer set-up's name, such as adam or adam.fused"),
-    Field("batch_size", int, "samples per step"),
+    Field("batch_size", int, "samples per step", minimum=1),
     Field("device", str, "cpu, cuda, cuda:1, mps"),
     Field("dtype", str, "float32, float64 or bfloat16", default="float32"),
-    Field("epochs", int, "passes over the data"),
-    Field("seed", int, "the first seed"),
-    Field("shuffle", bool, "whether each epoch reshuffled the data"),
-    Field("hyperparams", str, "the optimizer's keyword arguments, as a JSON object"),
-    Field("steps", int, "optimizer steps the first seed took"),
-    Field("seconds", float, "time the training took, all seeds together"),
-    Field("status", str, "converged, not_converged or diverged, judging all seeds"),
+    Field("epochs", int, "passes over the data", minimum=0),
+    Field("seed", int, "the first seed", minimum=0),
+    Field("shuffle", bool, "whether each epoch reshuffled the data", baseline=False),
+    Field("hyperparams", str, "the optimizer's keyword arguments, as a JSON object", baseline=False),
+    Field("steps", int, "optimizer steps the first seed took", minimum=0),
+    Field("seconds", float, "time the training took, all seeds together", minimum=0, baseline=False),
+    Field("status", str, "converged, not_converged or diverged, judging all seeds", choices=STATUSES),
     Field("expected_failure", str, "the reason the case may fail (its xfail mark), or ''"),
-    Field("seeds", int, "seeds trained: seed to seed + seeds - 1"),
-    Field("seed_runs", str, "how they ran: one, vectorised or sequential", default="one"),
-    Field("pass_rate", float, "the share of seeds that converged"),
+    Field("seeds", int, "seeds trained: seed to seed + seeds - 1", minimum=1),
+    Field("seed_runs", str, "how they ran: one, vectorised or sequential", default="one", choices=SEED_RUNS),
+    Field("pass_rate", float, "the share of seeds that converged", minimum=0, maximum=1),
     Field("metrics", list, "the problem's metric table: each metric's name, label, bound and tolerance"),
-    Field("step_loss_stride", int, "steps averaged into each point of step_loss"),
+    Field("step_loss_stride", int, "steps averaged into each point of step_loss", minimum=1, baseline=False),
 )
 """What ran and how it ended: one value per record."""
 
 CURVES = (
     Field("epoch_loss", list, "the first seed's full-data loss before training and after each epoch"),
-    Field("step_loss", list, "the first seed's per-step loss, averaged down to at most 200 points"),
+    Field(
+        "step_loss",
+        list,
+        "the first seed's per-step loss, averaged down to at most 200 points",
+        baseline=False,
+    ),
     *(
-        Field(f"epoch_loss_q{round(q * 100):02d}", list, f"the per-epoch loss's {q:g} quantile over seeds")
+        Field(
+            f"epoch_loss_q{round(q * 100):02d}",
+            list,
+            f"the per-epoch loss's {q:g} quantile over seeds",
+            baseline=False,
+        )
         for q in BAND
     ),
 )
-"""Curves: lists of floats (``None`` where not finite)."""
+"""Curves: lists of floats (``None`` where not finite). A baseline keeps the loss before training."""
 
-SEED_STATUS = Field("seed_status", list, "each seed's status, in seed order")
+SEED_STATUS = Field("seed_status", list, "each seed's status, in seed order", choices=STATUSES)
 
 
 SOURCE = (
@@ -113,11 +137,11 @@ SOURCE = (
 """Where a row of the results DataFrame came from: the first columns of every row."""
 
 TIMING = (
-    Field("min", float, "the fastest timed round, in seconds (NaN where not timed)"),
-    Field("median", float, "the median timed round"),
-    Field("mean", float, "the mean timed round"),
-    Field("stddev", float, "the timed rounds' standard deviation"),
-    Field("rounds", int, "the timed rounds"),
+    Field("min", float, "the fastest timed round, in seconds (NaN where not timed)", minimum=0),
+    Field("median", float, "the median timed round", minimum=0),
+    Field("mean", float, "the mean timed round", minimum=0),
+    Field("stddev", float, "the timed rounds' standard deviation", minimum=0),
+    Field("rounds", int, "the timed rounds", minimum=0),
 )
 """pytest-benchmark's statistics of a row's timed rounds: the columns between its source and record."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,12 +34,13 @@ from optbench.record import (
     quantile_field,
     quantile_fields,
     scalar_fields,
+    schema,
     seed_field,
     seed_fields,
     spread,
 )
 from optbench.record.checks import failures
-from optbench.record.numbers import as_float, finite_or_none
+from optbench.record.numbers import finite_or_none
 
 BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
@@ -104,8 +106,8 @@ def find_run(spec: str, root: Path = BENCHMARKS_DIR) -> Path:
         ResultsError: no such file, or no saved run with that number.
     """
     path = Path(spec)
-    if path.is_file():
-        return path
+    if path.exists() and not path.is_dir():
+        return path  # a FIFO or device too: read_run refuses it without opening it
     if spec.isdigit():
         number = f"{int(spec):04d}"
         matches = sorted(root.glob(f"*/{number}_*.json"))
@@ -139,38 +141,35 @@ def expand(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, Any]]:
-    """The optbench rows of one saved pytest-benchmark run.
+    """The optbench rows of one saved pytest-benchmark run (or baseline file), validated.
 
-    A record whose final numbers are NaN or missing without being marked
-    diverged is read as diverged; that, and every diverged record, adds a line
-    to ``warnings``.
+    Every record is checked against the declared schema (``optbench.record.schema``) before a row
+    is made of it. A record whose final numbers are missing without being marked diverged is
+    read as diverged; that, and every diverged record, adds a line to ``warnings``.
 
     Raises:
-        ResultsError: the file cannot be read, is not JSON, is not a pytest-benchmark
-            run, or holds no optbench records.
+        ResultsError: the file is not a regular file, cannot be read, is not JSON, is not a
+            pytest-benchmark run, holds no optbench records, holds one that does not match the
+            schema (the message names the scenario and the field), or holds a scenario twice.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ResultsError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{path}: not a text file; pass a pytest-benchmark JSON file") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ResultsError(
-            f"{path}: not valid JSON (line {error.lineno}: {error.msg}); the file may be truncated, "
-            "re-run the benchmarks to save it again"
-        ) from None
-    if isinstance(data, dict) and data.get("kind") == BASELINE_KIND:
-        data = _as_run(data, path)
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+    data = _read_json(path)
+    baseline = isinstance(data, dict) and data.get("kind") == BASELINE_KIND
+    if not baseline and not (isinstance(data, dict) and "benchmarks" in data):
         raise ResultsError(
             f"{path}: not a pytest-benchmark run (no 'benchmarks' list); pass files saved by "
             "--benchmark-autosave or --benchmark-json"
         )
-    machine = data.get("machine_info") or {}
-    commit = data.get("commit_info") or {}
+    try:
+        if baseline:
+            schema.check_document(data, schema.BaselineFile)
+            data = _as_run(data)
+        else:
+            schema.check_document(data, schema.RunFile)
+    except schema.SchemaError as error:
+        hint = "write it again with python -m optbench.baseline" if baseline else _RUN_HINT
+        raise ResultsError(f"{path}: {error}; {hint}") from None
+    machine, commit = data.get("machine_info") or {}, data.get("commit_info") or {}
+    version = data.get("optbench_schema")
     run = {
         "run": path.stem,
         "save": save_number(path),
@@ -178,9 +177,30 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         "commit": str(commit.get("id") or "")[:12],
         "date": pd.to_datetime(data.get("datetime"), utc=True, errors="coerce"),
         "torch": str(machine.get("torch_version", "")),
-        "schema": _integer(data.get("optbench_schema")),
+        "schema": version or 0,
     }
-    rows = [_row(run, bench, path) for bench in data["benchmarks"] if _is_optbench(bench)]
+    rows = []
+    for index, bench in enumerate(data["benchmarks"]):
+        info = _optbench_record(bench)
+        if info is None:
+            continue
+        scenario = _scenario_name(bench, info, index)
+        try:
+            rows.append(_row(run, bench, info, version, baseline))
+        except schema.SchemaError as error:
+            raise ResultsError(f"{path}: {scenario}: {error}; {_RUN_HINT}") from None
+    if not rows:
+        raise ResultsError(
+            f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "
+            "`pytest benchmarks --benchmark-autosave`"
+        )
+    ids = [row["id"] for row in rows]
+    twice = sorted({scenario for scenario in ids if ids.count(scenario) > 1})
+    if twice:
+        raise ResultsError(
+            f"{path}: scenario {twice[0]} appears {ids.count(twice[0])} times in one run, so it cannot be "
+            "compared; run each scenario once (no repeated --optbench-* values)"
+        )
     for row in rows:
         repaired = row.pop("repaired")
         if warnings is None:
@@ -191,64 +211,105 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
             warnings.append(
                 f"{path}: {row['id']} diverged (drawn up to the divergence); check its learning rate"
             )
-    if not rows:
-        raise ResultsError(
-            f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "
-            "`pytest benchmarks --benchmark-autosave`"
-        )
     return rows
 
 
-def _is_optbench(bench: Any) -> bool:
-    info = bench.get("extra_info") if isinstance(bench, dict) else None
-    return isinstance(info, dict) and (
-        all(key in info for key in _NEEDED) or all(key in info for key in SCHEMA2_NEEDED)
-    )
+_RUN_HINT = "re-run the benchmarks to save it again"
 
 
-def _integer(value: Any) -> int:
-    """An int, 0 for anything missing or not a finite number."""
-    number = as_float(value)
-    return int(number) if math.isfinite(number) else 0
+def _read_json(path: Path) -> Any:
+    """The parsed JSON of a regular file; FIFOs, devices and folders are refused without being opened."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot be read ({error.strerror}); check the path") from None
+    if not stat.S_ISREG(mode):
+        raise ResultsError(
+            f"{path}: not a regular file (a folder, FIFO or device); pass a saved run's JSON file"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file; pass a pytest-benchmark JSON file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(
+            f"{path}: not valid JSON (line {error.lineno}: {error.msg}); the file may be truncated, "
+            "re-run the benchmarks to save it again"
+        ) from None
+    except RecursionError:
+        raise ResultsError(
+            f"{path}: JSON nested too deeply to be a saved run; pass a file saved by pytest-benchmark"
+        ) from None
 
 
-def _curve(values: Any) -> list[float]:
-    if not isinstance(values, list):
-        return []
-    return [value if type(value) is float else as_float(value) for value in values]  # floats first: most are
+def _optbench_record(bench: Any) -> dict[str, Any] | None:
+    """A benchmark's ``extra_info`` when it is an optbench record, else ``None`` (another plug-in's).
+
+    One is when it holds at least two of the fields every optbench record of its schema has, so a
+    record with one of them lost or damaged is still checked, and fails, rather than passed over.
+    """
+    if not isinstance(bench, dict):
+        return None
+    info = bench.get("extra_info")
+    if not isinstance(info, dict):
+        return None
+    marks = max(sum(key in info for key in _NEEDED), sum(key in info for key in SCHEMA2_NEEDED))
+    return info if marks >= 2 else None
+
+
+def _scenario_name(bench: dict[str, Any], info: dict[str, Any], index: int) -> str:
+    for name in (info.get("id"), bench.get("name")):
+        if isinstance(name, str) and name:
+            return name if len(name) <= 80 else name[:77] + "..."
+    return f"benchmark {index + 1}"
+
+
+def _number(value: float | None) -> float:
+    """A validated metric or timing as a float: ``None`` (not finite when saved) is NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _curve(values: list[float | None] | None) -> list[float]:
+    return [math.nan if value is None else float(value) for value in values or ()]
 
 
 _DEFAULTS = {field.name: field.default for field in METADATA if field.default is not None}
 _DEFAULTS["problem"] = PROBLEMS.default.name  # records before schema 3 were all of it
+_EMPTY = {str: "", int: 0, float: math.nan, bool: False}
 
 
-def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, Any]:
-    info, stats = bench["extra_info"], bench.get("stats") or {}
-    if "final_loss" not in info:
-        info = from_schema2(info)
-    try:
-        metrics = metric_table(info)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ResultsError(
-            f"{path}: {info.get('id')!s}: its 'metrics' table is not a list of metrics ({error}); "
-            "re-run the benchmarks to save it again"
-        ) from None
-    row = {**run, "test": bench.get("fullname", bench.get("name", ""))}
-    for key in TIMING_COLUMNS:
-        row[key] = _integer(stats.get(key)) if key == "rounds" else as_float(stats.get(key))
+def _row(
+    run: dict[str, Any], bench: dict[str, Any], info: dict[str, Any], version: int | None, baseline: bool
+) -> dict[str, Any]:
+    """One row of the DataFrame from a record, after checking it against the schema."""
+    old = "final_loss" not in info
+    if old:
+        try:
+            info = from_schema2(info)
+        except (TypeError, ValueError) as error:  # lists of unequal lengths, say
+            raise schema.SchemaError(f"cannot be read as today's record ({error})") from None
+    schema.check_record(info, version=min(version or 1, 2) if old else SCHEMA_VERSION, baseline=baseline)
+    stats = bench.get("stats")
+    schema.check_stats(stats)
+    stats = stats or {}
+    metrics = metric_table(info)
+    row = {**run, "test": str(bench.get("fullname") or bench.get("name") or "")}
+    for declared in TIMING:
+        value = stats.get(declared.name)
+        row[declared.name] = (value or 0) if declared.kind is int else _number(value)
     for declared in METADATA:
         value = info.get(declared.name)
-        if declared.kind is str:
-            row[declared.name] = str(_DEFAULTS.get(declared.name, "") if value is None else value)
-        elif declared.kind is int:
-            row[declared.name] = _integer(value)
-        elif declared.kind is float:
-            row[declared.name] = as_float(value)
-        elif declared.kind is bool:
-            row[declared.name] = value is True
+        missing = _DEFAULTS.get(declared.name, _EMPTY.get(declared.kind))
+        row[declared.name] = missing if value is None else value
+    row["pass_rate"] = _number(info.get("pass_rate"))
+    row["seconds"] = _number(info.get("seconds"))
     row["metrics"] = metrics  # parsed once: the tables, gate and baseline read it from the row
     for name in scalar_fields(metrics):
-        row[name] = as_float(info.get(name))
+        row[name] = _number(info.get(name))
     for declared in CURVES:
         row[declared.name] = _curve(info.get(declared.name))
     _read_seeds(row, info, metrics)
@@ -268,22 +329,20 @@ def _row(run: dict[str, Any], bench: dict[str, Any], path: Path) -> dict[str, An
 def _read_seeds(row: dict[str, Any], info: dict[str, Any], metrics: Sequence[Any]) -> None:
     """The multi-seed fields; a record without them (schema 1) is one seed, its own spread."""
     names = seed_fields(metrics)
-    lists = {key: info.get(key) for key in names}
-    count = _integer(info.get("seeds"))
-    if count < 1 or not all(isinstance(value, list) and len(value) == count for value in lists.values()):
+    if info.get("seeds") is None or not all(isinstance(info.get(key), list) for key in names):
         row.update(seeds=1, seed_runs="one", pass_rate=float(row["status"] == "converged"))
         for metric in metrics:
             row[seed_field(metric.name)] = [row[metric.name]]
         row["seed_status"] = [row["status"]]
-        row.update({key: as_float(value) for key, value in spread.metric_quantiles(row, metrics).items()})
+        row.update({key: _number(value) for key, value in spread.metric_quantiles(row, metrics).items()})
         for q in BAND:
             row[quantile_field("epoch_loss", q)] = list(row["epoch_loss"])
         return
     for key in names[:-1]:
-        row[key] = _curve(lists[key])
-    row["seed_status"] = [str(value) for value in lists["seed_status"]]
+        row[key] = _curve(info[key])
+    row["seed_status"] = list(info["seed_status"])
     for key in quantile_fields(metrics):
-        row[key] = as_float(info.get(key))
+        row[key] = _number(info.get(key))
 
 
 def load(paths: Sequence[Path]) -> Loaded:
@@ -370,15 +429,15 @@ def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict
     }
 
 
-def _as_run(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A baseline file in the shape of a saved run, so every reader takes both."""
-    scenarios = data.get("scenarios")
-    if not isinstance(scenarios, list):
-        raise ResultsError(f"{path}: a baseline file without its 'scenarios' list; write it again")
+def _as_run(data: dict[str, Any]) -> dict[str, Any]:
+    """A baseline file (already checked) in the shape of a saved run, so every reader takes both."""
     return {
         "machine_info": data.get("machine_info") or {},
-        "optbench_schema": data.get("optbench_schema"),
-        "benchmarks": [{"name": str(entry.get("id", "")), "extra_info": entry} for entry in scenarios],
+        "optbench_schema": data["optbench_schema"],
+        "benchmarks": [
+            {"name": str(entry.get("id", "")) if isinstance(entry, dict) else "", "extra_info": entry}
+            for entry in data["scenarios"]
+        ],
     }
 
 

@@ -1,8 +1,11 @@
 """``python -m optbench.gate``: fail CI when a candidate run converges worse than a baseline run.
 
 Exit 1 when any scenario got worse (its status, or a metric that its problem gates
-growing beyond its tolerance, and with ``--max-time-ratio`` its median time);
-exit 0 otherwise; exit 2 when the runs cannot be compared.
+growing beyond its tolerance, and with ``--max-time-ratio`` its median time), or newly
+became an expected failure; exit 0 otherwise; exit 2 when the runs cannot be compared
+(a file that does not match the record schema, a scenario twice in one run).
+Which cases may fail is the gate's to say, from its registry and the baseline run,
+never the candidate's.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from optbench.optimizers.registry import IMPLS, OPTIMIZERS, SEED_PROFILE, Registry
 from optbench.options import add_storage_option
 from optbench.problems import PROBLEMS, Metric, Problem
 from optbench.record.checks import Tolerances
@@ -114,19 +119,84 @@ def _few(ids: pd.Series) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def verdicts(baseline: pd.DataFrame, candidate: pd.DataFrame, tolerances: Tolerances) -> pd.DataFrame:
+def expected_by_registry(row: Mapping[str, Any], registry: Registry = OPTIMIZERS) -> str | None:
+    """Why the gate's registry lets this case fail (``""``: it must converge), or ``None``: unknown.
+
+    The case is known when its optimizer is a registry entry (or one of its implementations, such
+    as ``adam.fused``, or the tutorial's seed profile) and its problem is in ``PROBLEMS``;
+    optimizers and problems added by plug-ins are not, and the baseline's marks stand for them.
+    """
+    name, _, impl = str(row["optimizer"]).rpartition(".")
+    found = [
+        table[candidate]
+        for table in (registry, SEED_PROFILE)
+        for candidate in (str(row["optimizer"]), name if impl in IMPLS else "")
+        if candidate in table
+    ]
+    problem = PROBLEMS.get(str(row["problem"]))
+    if not found or problem is None:
+        return None
+    said = found[0].expected_failure(int(row["batch_size"]), problem=problem, dtype=str(row["dtype"]))
+    return "" if said is None else said[0]
+
+
+_MISSING = "missing from the candidate (its test failed before it was timed, or did not run)"
+
+
+def verdicts(
+    baseline: pd.DataFrame,
+    candidate: pd.DataFrame,
+    tolerances: Tolerances,
+    *,
+    accept_new_expected_failures: bool = False,
+    registry: Registry = OPTIMIZERS,
+) -> pd.DataFrame:
     """Every scenario that changed, worst first, with ``gated``: whether it fails the gate.
 
-    A regression in a scenario the candidate expects to fail (an xfail case) is
-    listed but not gated; so is a scenario new in the candidate. A baseline
-    scenario missing from the candidate is gated.
+    The gate decides which cases may fail, not the candidate: the registry it runs with where it
+    knows the case (``expected_by_registry``), else the baseline's marks. A regression in a case
+    that may fail is listed but not gated. A case that is newly an expected failure (marked by the
+    candidate or the registry, not by the baseline) is a change that fails the gate unless
+    ``accept_new_expected_failures``; a mark of the candidate's alone excuses nothing. A scenario
+    new in the candidate is listed but not gated; one missing from it is gated.
     """
     table = compare(baseline, candidate, tolerances)
-    expected = candidate.set_index("id").expected_failure.reindex(table.id).fillna("").to_numpy()
-    table["gated"] = (table.regression != "") & (table.regression != "added") & (expected == "")
-    table["regression"] = table.regression.replace(
-        {"removed": "missing from the candidate (its test failed before it was timed, or did not run)"}
-    )
+    marks = {
+        side: frame.drop_duplicates("id").set_index("id").expected_failure.reindex(table.id).fillna("")
+        for side, frame in (("baseline", baseline), ("candidate", candidate))
+    }
+    cases = candidate.drop_duplicates("id").set_index("id").reindex(table.id)
+    known = [
+        expected_by_registry(case, registry) if isinstance(case["optimizer"], str) else None
+        for case in cases.reset_index().to_dict("records")
+    ]
+    before, after = marks["baseline"].to_numpy(), marks["candidate"].to_numpy()
+    may_fail, newly, notes = [], [], []
+    for said, base, cand in zip(known, before, after, strict=True):
+        # Not the registry's case: the baseline's mark, or the candidate's once accepted.
+        unknown = bool(base) or (accept_new_expected_failures and bool(cand))
+        allowed = unknown if said is None else bool(said)
+        new = (allowed or bool(cand)) and not base
+        may_fail.append(allowed)
+        newly.append(new)
+        if new:
+            notes.append(f"newly an expected failure ({said or cand})")
+        elif cand and not allowed:
+            notes.append("the candidate marks it an expected failure, the gate's registry does not")
+        else:
+            notes.append("")
+    table["may_fail"], table["newly_expected"] = may_fail, newly
+    regression = (table.regression != "") & (table.regression != "added")
+    excused = table.may_fail & (~table.newly_expected | accept_new_expected_failures)
+    table["gated"] = (regression & ~excused) | (table.newly_expected & (not accept_new_expected_failures))
+    table["regression"] = [
+        "; ".join(part for part in parts if part)
+        for parts in zip(
+            table.regression.replace({"removed": _MISSING}),
+            notes,
+            strict=True,
+        )
+    ]
     scores = [_score(table[f"{m.name}_change"], m.tolerance) for m in _gated(baseline, candidate, tolerances)]
     score = pd.concat(scores, axis=1).max(axis=1) if scores else pd.Series(0.0, index=table.index)
     score = score.where(table.status_change == "", math.inf).fillna(math.inf)
@@ -171,9 +241,9 @@ def _print(table: pd.DataFrame, gated: tuple[Metric, ...]) -> None:
             **changes,
             "time ratio": table.time_ratio.map("{:.3g}".format),
             "verdict": [
-                ("REGRESSED: " if gated else "not gated (expected failure): " if note else "")
+                ("REGRESSED: " if gated else "not gated (expected failure): " if note and may_fail else "")
                 + (note or "ok")
-                for gated, note in zip(table.gated, table.regression, strict=True)
+                for gated, note, may_fail in zip(table.gated, table.regression, table.may_fail, strict=True)
             ],
         }
     )
@@ -208,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--allow-failed-baseline", action="store_true", help="accept a baseline with failed scenarios"
     )
+    parser.add_argument(
+        "--accept-new-expected-failures",
+        action="store_true",
+        help="accept cases that became expected failures since the baseline (by default each fails "
+        "the gate: marking a case xfail must not hide its regression)",
+    )
     args = parser.parse_args(argv)
     tolerances = Tolerances(growth=dict(args.max_growth), time_ratio=args.max_time_ratio)
     try:
@@ -219,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ResultsError, GateError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    table = verdicts(baseline, candidate, tolerances)
+    table = verdicts(
+        baseline, candidate, tolerances, accept_new_expected_failures=args.accept_new_expected_failures
+    )
     _print(table, _gated(baseline, candidate, tolerances))
     regressed = int(table.gated.sum())
     print(f"{PROG}: {regressed} regression(s) in {candidate.id.nunique()} scenario(s)", file=sys.stderr)

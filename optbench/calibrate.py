@@ -19,12 +19,21 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.nn.utils import vector_to_parameters
 
 from optbench.engine import run
+from optbench.files import (
+    OutputError,
+    check_output_file,
+    exit_status,
+    interrupts_raise,
+    write_atomic,
+    written,
+)
 from optbench.optimizers.registry import OPTIMIZERS, SEED_PROFILE, Registry
 from optbench.options import add_matrix_options, check_names
 from optbench.problems import PROBLEMS, Metric, Problem, judged_against
@@ -392,7 +401,21 @@ def dtypes_markdown(table: pd.DataFrame, command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m optbench.calibrate [--seeds N] [--out FILE]``."""
+    """Command line: ``python -m optbench.calibrate [--seeds N] [--out FILE]``.
+
+    Returns 0 once the table is written, 2 on misuse (a bad ``--out`` is found before any run
+    starts), 130 when interrupted (143 on SIGTERM): ``--out`` is then as it was.
+    """
+    with interrupts_raise():
+        try:
+            return _calibrate(argv)
+        except KeyboardInterrupt as error:
+            done = "the table was written" if written(error) else "nothing was written"
+            print(f"{PROG}: interrupted; {done}", file=sys.stderr)
+            return exit_status(error)
+
+
+def _calibrate(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__,
@@ -403,8 +426,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=200, help="seeds per combination (default 200)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all)")
     parser.add_argument("--no-seed-profile", action="store_true", help="skip the seed profile")
-    parser.add_argument("--out", help="write the markdown here instead of standard output")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the markdown here instead of standard output: all at once, at the end (its folder "
+        "must exist; checked first)",
+    )
     args = parser.parse_args(argv)
+    fix = "pass --out a file in an existing, writable folder"
+    try:
+        if args.out is not None:
+            check_output_file(args.out, fix)
+    except OutputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     names = args.optimizers or tuple(OPTIMIZERS)
     try:
         check_names(names, OPTIMIZERS, "--optimizers", "optimizer")
@@ -421,11 +456,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         runs = measure(problems, names, args.batch_sizes, args.seeds, args.workers, not args.no_seed_profile)
         text = to_markdown(runs, problems, command)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
+    if args.out is None:
         sys.stdout.write(text)
+        return 0
+    try:
+        write_atomic(args.out, text, fix=fix)
+    except OutputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

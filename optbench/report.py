@@ -5,6 +5,13 @@ given), and writes ``loss_curves.png``, ``seed.png``, ``summary.csv``,
 ``summary.md`` and a self-contained ``index.html`` into ``--out``. With
 ``--baseline RUN --candidate RUN`` it overlays the two runs and adds delta
 columns, marking regressions.
+
+The report is written all or nothing: into a temporary folder beside ``--out``,
+then swapped in, so that whatever stops it (Ctrl-C, SIGTERM, an error) ``--out``
+holds the complete old report or the complete new one. A folder that holds files
+the report did not write is refused unless ``--force``, which writes the report's
+files beside them. Exit status: 0 written, 2 nothing usable to report or nowhere
+to write it (nothing was written), 130 (143 on SIGTERM) interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +25,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from optbench.files import OutputError, write_atomic
+from optbench.files import (
+    OutputError,
+    check_apart,
+    check_output_folder,
+    exit_status,
+    interrupts_raise,
+    is_owned,
+    write_folder,
+    written,
+)
 from optbench.options import add_storage_option
 from optbench.plots import data as plotdata
 from optbench.plots import render
@@ -26,6 +42,7 @@ from optbench.results import Loaded, ResultsError, expand, find_run, load, newes
 from optbench.results.tables import compare, markdown, summary, text
 
 PROG = "python -m optbench.report"
+FIX = "pass --out a writable folder (only its last part is created)"
 
 
 def _say(message: str) -> None:
@@ -106,12 +123,27 @@ def build(loaded: Loaded, baseline: Loaded | None = None) -> dict[str, bytes | s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns 0 on success and 2 when nothing usable can be reported or written."""
+    """Command line; 0 on success, 2 when nothing usable can be reported or written, 130 when interrupted.
+
+    Interrupted by SIGTERM, it exits 143; either way ``--out`` is left as it was, or complete.
+    """
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument(
         "paths", nargs="*", type=Path, help="result files or folders (default: the newest saved run)"
     )
-    parser.add_argument("--out", type=Path, default=Path("optbench-report"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("optbench-report"),
+        help="output folder (default optbench-report): created, or replaced whole where a report was "
+        "written before; its parent folder must exist",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out folder that holds other files too: the report's files are replaced, "
+        "the rest left as they are",
+    )
     parser.add_argument("--baseline", metavar="RUN", help="a results file or a save number such as 0003")
     parser.add_argument("--candidate", metavar="RUN", help="a results file or a save number such as 0004")
     add_storage_option(parser.add_argument)
@@ -120,17 +152,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--baseline and --candidate go together; give both, or neither")
     if args.baseline is not None and args.paths:
         parser.error("give either result paths or --baseline/--candidate, not both")
+    had_report = is_owned(args.out)
+    with interrupts_raise():
+        try:
+            return _report(args)
+        except KeyboardInterrupt as error:
+            if written(error):
+                _say(f"interrupted; {args.out}/ holds the new report")
+            elif had_report:
+                _say(f"interrupted; {args.out} still holds the old report")
+            else:
+                _say("interrupted; nothing was written")
+            return exit_status(error)
+
+
+def _report(args: argparse.Namespace) -> int:
     try:
+        check_output_folder(args.out, FIX, args.force)
         if args.baseline is not None:
             base_path = find_run(args.baseline, args.benchmarks_dir)
             cand_path = find_run(args.candidate, args.benchmarks_dir)
+            inputs = [base_path, cand_path]
+        else:
+            inputs = expand(args.paths) if args.paths else [newest_run(args.benchmarks_dir)]
+        check_apart(args.out, [*args.paths, *inputs], "pass --out a folder apart from the inputs")
+        if args.baseline is not None:
             _say(f"loading baseline {base_path} and candidate {cand_path}")
             baseline, loaded = load([base_path]), load([cand_path])
             warnings = baseline.warnings + loaded.warnings
         else:
-            files = expand(args.paths) if args.paths else [newest_run(args.benchmarks_dir)]
-            _say(f"loading {len(files)} file(s)" if args.paths else f"loading {files[0]}")
-            baseline, loaded = None, load(files)
+            _say(f"loading {len(inputs)} file(s)" if args.paths else f"loading {inputs[0]}")
+            baseline, loaded = None, load(inputs)
             warnings = loaded.warnings
         for warning in warnings:
             _say(f"warning: {warning}")
@@ -138,8 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{frame.id.nunique()} scenario(s) from {frame.run.nunique()} run(s)")
         files_out = build(loaded, baseline)
         _say(f"writing {', '.join(files_out)}")
-        for name, content in files_out.items():
-            write_atomic(args.out / name, content)
+        write_folder(args.out, files_out, PROG, force=args.force, fix=FIX)
     except (ResultsError, OutputError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -1,5 +1,9 @@
 """``python -m optbench.calibrate``: options shared with the plugin, the float64 re-runs, the table."""
 
+import os
+import signal
+import time
+
 import pytest
 
 from optbench import LINE, calibrate
@@ -59,3 +63,50 @@ def test_bad_options_are_one_line_usage_errors(argv, message, capsys):
     assert exit_.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"python -m optbench.calibrate: error: {message}")
+
+
+SMALL = ["--optimizers=sgd", "--batch-sizes=100", "--seeds=2", "--workers=1", "--no-seed-profile"]
+
+
+def never(*args, **kwargs):
+    pytest.fail("calibrated before --out was checked")
+
+
+@pytest.mark.parametrize("where", ["missing/x.md", "file/x.md", "folder"])
+def test_a_bad_out_is_refused_before_any_run(where, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setattr(calibrate, "measure", never)
+    assert calibrate.main([*SMALL, f"--out={tmp_path / where}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"python -m optbench.calibrate: error: {tmp_path / where}: cannot be written (")
+    assert err.rstrip().endswith("; pass --out a file in an existing, writable folder")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_calibration_leaves_out_as_it_was(signum, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "calibration.md"
+    out.write_text("the committed table")
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)
+
+    monkeypatch.setattr(calibrate, "measure", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    assert calibrate.main([*SMALL, f"--out={out}"]) == 128 + signum
+    assert capsys.readouterr().err == "python -m optbench.calibrate: interrupted; nothing was written\n"
+    assert out.read_text() == "the committed table"
+    assert [path.name for path in tmp_path.iterdir()] == ["calibration.md"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler was the command's alone
+
+
+def test_the_table_is_written_through_a_temporary_file(tmp_path, monkeypatch):
+    out = tmp_path / "calibration.md"
+    writes = []
+    monkeypatch.setattr(calibrate, "write_atomic", lambda path, text, fix: writes.append((path, text)))
+    monkeypatch.setattr(calibrate, "to_markdown", lambda runs, problems, command: "table")
+    monkeypatch.setattr(calibrate, "measure", lambda *args: None)
+    assert calibrate.main([*SMALL, f"--out={out}"]) == 0
+    assert writes == [(out, "table")]

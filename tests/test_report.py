@@ -8,14 +8,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pandas as pd
 import pytest
 
-from optbench import LINE, LineDataset, least_squares
+from optbench import LINE, LineDataset, files, least_squares
+from optbench import report as report_module
+from optbench.files import MARKER
 from optbench.plots import data as plotdata
 from optbench.report import main
 from optbench.results import load
+from optbench.results.tables import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"loss_curves.png", "seed.png", "summary.csv", "summary.md", "index.html"}
@@ -58,7 +62,8 @@ def test_report_from_a_real_run(saved_run, run_json, tmp_path, capsys):
     out = tmp_path / "report"
     status, err = report(capsys, saved_run, "--out", out)
     assert status == 0, err
-    assert {path.name for path in out.iterdir()} == OUTPUTS
+    assert {path.name for path in out.iterdir()} == OUTPUTS | {MARKER}
+    assert json.loads((out / MARKER).read_text())["files"] == sorted(OUTPUTS)
     lines = err.strip().splitlines()
     assert all(line.startswith("python -m optbench.report: ") for line in lines)
     assert lines[-1] == f"python -m optbench.report: wrote {out}/"
@@ -303,3 +308,136 @@ def test_a_record_saved_before_seeds_reads_as_one_seed(run_json, tmp_path):
     # The upgrade derives the line's metrics as the engine does today.
     for name in ("final_loss", "reference_loss", "excess_loss", "slope_error", "intercept_error"):
         assert row[name] == today[name], name
+
+
+# What the report writes and where: all or nothing, into folders it owns, never over its inputs.
+
+SCHEMA_3 = ROOT / "tests" / "data" / "runs" / "schema3.json"
+SMALL = {"summary.csv": "id\nx\n", "summary.md": "# new\n", "index.html": "<p>new</p>"}
+"""A quick stand-in for ``build``'s files, where the test is about writing them."""
+
+
+def small_build(monkeypatch) -> None:
+    monkeypatch.setattr(report_module, "build", lambda loaded, baseline=None: dict(SMALL))
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_markdown_tables_escape_html_and_pipes():
+    table = pd.DataFrame(
+        {"<b>id</b>": ["<script>alert(1)</script>", "a|b"], "run": ["<img src=x onerror=alert(1)>", "x & y"]}
+    )
+    text = markdown(table)
+    assert "<" not in text and ">" not in text
+    assert text.splitlines() == [
+        "| &lt;b&gt;id&lt;/b&gt; | run |",
+        "|---|---|",
+        "| &lt;script&gt;alert(1)&lt;/script&gt; | &lt;img src=x onerror=alert(1)&gt; |",
+        "| a\\|b | x &amp; y |",
+    ]
+
+
+def test_a_hostile_scenario_id_and_run_name_come_out_inert(tmp_path, capsys):
+    data = json.loads(SCHEMA_3.read_text())
+    data["benchmarks"][0]["extra_info"]["id"] = "<script>alert(1)</script>"
+    run = write(tmp_path / "<img src=x onerror=alert(1)>.json", data)
+    out = tmp_path / "report"
+    status, err = report(capsys, run, "--out", out)
+    assert status == 0, err
+    for name in ("summary.md", "index.html"):
+        page = (out / name).read_text()
+        assert "<script>alert" not in page and "<img src=x" not in page, name
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, name
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page, name
+
+
+def test_a_report_is_written_with_its_marker_and_replaced_whole(tmp_path, capsys, monkeypatch):
+    small_build(monkeypatch)
+    out = tmp_path / "report"
+    out.mkdir()  # an empty folder is free to take
+    assert report(capsys, SCHEMA_3, "--out", out)[0] == 0
+    assert json.loads((out / MARKER).read_text())["files"] == sorted(SMALL)
+    monkeypatch.setattr(report_module, "build", lambda loaded, baseline=None: {"index.html": "again"})
+    assert report(capsys, SCHEMA_3, "--out", out)[0] == 0
+    assert sorted(tree(out)) == [MARKER, "index.html"]  # the earlier report's other files went with it
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_folder_of_the_users_is_refused_unless_forced(tmp_path, capsys, monkeypatch):
+    small_build(monkeypatch)
+    out = tmp_path / "mine"
+    out.mkdir()
+    write(out / "index.html", "my page")
+    write(out / "summary.csv", "my,table")
+    status, err = report(capsys, SCHEMA_3, "--out", out)
+    assert status == 2
+    assert err.strip().splitlines() == [
+        f"python -m optbench.report: error: {out}: holds files optbench did not write (index.html, "
+        "summary.csv); pass --out a new or empty folder, or --force to write beside them"
+    ]
+    assert tree(out) == {"index.html": b"my page", "summary.csv": b"my,table"}
+    write(out / "notes.txt", "mine")
+    status, err = report(capsys, SCHEMA_3, "--out", out, "--force")
+    assert status == 0, err
+    assert tree(out) == {**{k: v.encode() for k, v in SMALL.items()}, "notes.txt": b"mine", MARKER: ANY}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine"]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "forced"])
+def test_an_out_that_is_a_file_is_refused(force, tmp_path, capsys):
+    blocker = write(tmp_path / "report", "my file")
+    status, err = report(capsys, SCHEMA_3, "--out", blocker, *force)
+    assert status == 2 and f"error: {blocker}: exists and is not a folder; pass --out" in err
+    assert blocker.read_text() == "my file"
+
+
+def test_a_missing_parent_is_refused_before_anything_is_read(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report_module, "load", lambda paths: pytest.fail("read before --out was checked"))
+    status, err = report(capsys, SCHEMA_3, "--out", tmp_path / "no" / "report")
+    assert status == 2
+    assert err.strip().splitlines() == [
+        f"python -m optbench.report: error: {tmp_path / 'no' / 'report'}: cannot be created (the folder "
+        f"{tmp_path / 'no'} does not exist); pass --out a writable folder (only its last part is created)"
+    ]
+
+
+def test_no_report_is_written_over_its_inputs(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(SCHEMA_3, runs / "run.json")
+    for argv in ([runs / "run.json", "--out", runs], [runs, "--out", runs], [runs, "--out", tmp_path]):
+        status, err = report(capsys, *argv, "--force")
+        assert status == 2 and err.count("\n") == 1, err
+        assert "pass --out a folder apart from the inputs" in err
+    machine = tmp_path / "bench" / "m"
+    machine.mkdir(parents=True)
+    shutil.copy(SCHEMA_3, machine / "0001_a_20260101_000000.json")
+    status, err = report(capsys, "--benchmarks-dir", tmp_path / "bench", "--out", machine, "--force")
+    assert status == 2 and f"{machine}: holds the input {machine / '0001_a_20260101_000000.json'}" in err
+    assert sorted(path.name for path in runs.iterdir()) == ["run.json"]
+
+
+@pytest.mark.parametrize("old", [True, False], ids=["over-a-report", "new"])
+def test_ctrl_c_between_two_files_leaves_the_old_report_whole(old, tmp_path, capsys, monkeypatch):
+    small_build(monkeypatch)
+    out = tmp_path / "report"
+    if old:
+        files.write_folder(out, {"index.html": "old", "seed.png": b"old"}, "python -m optbench.report")
+    before = tree(out) if old else None
+    real_write, calls = files._write, []
+
+    def second_stops(path, content):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_write(path, content)
+
+    monkeypatch.setattr(files, "_write", second_stops)
+    status, err = report(capsys, SCHEMA_3, "--out", out)
+    assert status == 130 and "Traceback" not in err
+    expected = f"{out} still holds the old report" if old else "nothing was written"
+    assert err.strip().splitlines()[-1] == f"python -m optbench.report: interrupted; {expected}"
+    assert (tree(out) == before) if old else not out.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == (["report"] if old else [])

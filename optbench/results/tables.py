@@ -5,6 +5,7 @@ Their metric columns come from the rows' own metric tables (``optbench.results.m
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 
 import pandas as pd
@@ -99,12 +100,17 @@ def text(value: object, digits: int = 4) -> str:
 
 
 def markdown(table: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    """A GitHub-flavoured Markdown table (no extra dependency).
+
+    Every header and cell is HTML-escaped, as in ``index.html``: Markdown renderers pass raw HTML
+    through, so a scenario id or run name such as ``<script>`` must come out as text. ``|`` is
+    escaped too, so that no cell splits in two.
+    """
 
     def cell(value: object) -> str:
-        return text(value, digits).replace("|", "\\|")
+        return html.escape(text(value, digits), quote=False).replace("|", "\\|")
 
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    header = "| " + " | ".join(cell(str(column)) for column in table.columns) + " |"
     rule = "|" + "---|" * len(table.columns)
     rows = ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *rows]) + "\n"

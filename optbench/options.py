@@ -1,20 +1,40 @@
 """Options shared by the pytest plugin and the command-line tools: their definitions and parsers.
 
 Each parser raises ``argparse.ArgumentTypeError`` with one sentence, so pytest and
-argparse both report the flag and the bad value on one line.
+argparse both report the flag and the bad value on one line. A list may not name one
+value twice, and seeds, seed counts and timeouts have documented maxima (``MAX_SEED``,
+``MAX_SEEDS``, ``MAX_TIMEOUT``).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from optbench.devices import parse_device
 from optbench.optimizers.registry import IMPLS
+from optbench.optimizers.specs import one_line
 from optbench.problems import PROBLEMS
 from optbench.results import BENCHMARKS_DIR
-from optbench.scenario import DTYPES
+from optbench.scenario import DTYPES, MAX_SEED
+
+MAX_SEEDS = 1024
+"""The most seeds ``--optbench-seeds`` trains per scenario: 32 times what ``auto`` trains, more than any
+comparison here needs, so that a slip such as ``--optbench-seeds 1000000`` stops at once instead of running
+for days. ``MAX_SEED`` (from ``optbench.scenario``) is the largest seed a scenario may train."""
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a scenario test may run, its timed rounds included, before it fails (``--optbench-timeout``):
+the slowest default case takes a few seconds and the whole default matrix about 70."""
+
+MAX_TIMEOUT = 7 * 24 * 3600.0
+"""The longest ``--optbench-timeout``, a week: a longer one is no limit in practice (give 0 for none),
+and far longer ones overflow the timers behind pytest-timeout."""
+
+_T = TypeVar("_T", bound=Hashable)
 
 AddOption = Callable[..., object]
 """A pytest option group's ``addoption`` or an argparse parser's ``add_argument``: they take the same
@@ -81,19 +101,34 @@ def check_names(names: Iterable[str] | None, known: Iterable[str], flag: str, wh
     choices = list(known)
     for name in names or ():
         if name not in choices:
-            raise ValueError(f"{flag}: unknown {what} {name!r}; choose from {', '.join(choices)}")
+            raise ValueError(f"{flag}: unknown {what} {_shown(name)}; choose from {', '.join(choices)}")
+
+
+def _shown(value: object) -> str:
+    """``value`` as an error message quotes it, cut to a readable length."""
+    return one_line(repr(value), 80)
 
 
 def _items(value: str) -> list[str]:
     items = [item.strip() for item in value.split(",") if item.strip()]
     if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {_shown(value)}")
     return items
+
+
+def _once(values: Sequence[_T], what: str) -> tuple[_T, ...]:
+    """``values`` as a tuple, refused when one of them is given twice (it would run, and be saved, twice)."""
+    seen: set[_T] = set()
+    for value in values:
+        if value in seen:
+            raise argparse.ArgumentTypeError(f"{what} {_shown(value)} is given twice; give each once")
+        seen.add(value)
+    return tuple(values)
 
 
 def parse_names(value: str) -> tuple[str, ...]:
     """``"adam,sgd"`` -> ``("adam", "sgd")``; names are checked against the registry later."""
-    return tuple(item.lower() for item in _items(value))
+    return _once([item.lower() for item in _items(value)], "name")
 
 
 def _at_least(text: str, minimum: int) -> int | None:
@@ -105,15 +140,20 @@ def _at_least(text: str, minimum: int) -> int | None:
     return number if number >= minimum else None
 
 
+def _past_int_limit(text: str) -> bool:
+    """Whether ``text`` has more digits than ``int()`` reads (4300): a number far too large for any option."""
+    return text.strip().isdecimal() and _at_least(text, 0) is None
+
+
 def parse_batch_sizes(value: str) -> tuple[int, ...]:
     """``"1,10"`` -> ``(1, 10)``: positive integers."""
     sizes = []
     for item in _items(value):
         size = _at_least(item, 1)
         if size is None:
-            raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {item!r}")
+            raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {_shown(item)}")
         sizes.append(size)
-    return tuple(sizes)
+    return _once(sizes, "batch size")
 
 
 def parse_devices(value: str) -> tuple[str, ...]:
@@ -123,35 +163,58 @@ def parse_devices(value: str) -> tuple[str, ...]:
         try:
             parse_device(device)
         except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return tuple(devices)
+            raise argparse.ArgumentTypeError(one_line(str(error))) from None
+    return _once(devices, "device")
 
 
 def parse_seed(value: str) -> int:
-    """A non-negative integer seed."""
+    """A non-negative integer seed, at most ``MAX_SEED``."""
     seed = _at_least(value, 0)
-    if seed is None:
-        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {value!r}")
+    if seed is None and not _past_int_limit(value):
+        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {_shown(value)}")
+    if seed is None or seed > MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"the seed must be at most {MAX_SEED} (2**63 - 1), got {_shown(value)}; give a smaller one"
+        )
     return seed
 
 
 def parse_seeds(value: str) -> int | None:
-    """``"auto"`` -> ``None`` (the registry decides), else a positive number of seeds."""
+    """``"auto"`` -> ``None`` (the registry decides), else a positive number of seeds up to ``MAX_SEEDS``."""
     if value.strip().lower() == "auto":
         return None
     seeds = _at_least(value, 1)
-    if seeds is None:
-        raise argparse.ArgumentTypeError(f"seeds must be 'auto' or a positive integer, got {value!r}")
+    if seeds is None and not _past_int_limit(value):
+        raise argparse.ArgumentTypeError(f"seeds must be 'auto' or a positive integer, got {_shown(value)}")
+    if seeds is None or seeds > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be at most {MAX_SEEDS} per scenario, got {_shown(value)}; give fewer"
+        )
     return seeds
 
 
+def parse_timeout(value: str) -> float:
+    """Seconds a scenario test may run, from just above 0 to ``MAX_TIMEOUT``; ``0`` turns the limit off."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_TIMEOUT:  # NaN and infinities fail too
+        raise argparse.ArgumentTypeError(
+            f"the timeout must be seconds from 0 (no limit) to {MAX_TIMEOUT:g} (a week), got {_shown(value)}"
+        )
+    return seconds if seconds > 0 else 0.0
+
+
 def _choices(value: str, allowed: Iterable[str], what: str) -> tuple[str, ...]:
-    chosen = tuple(item.lower() for item in _items(value))
+    chosen = [item.lower() for item in _items(value)]
     allowed = tuple(allowed)
     for item in chosen:
         if item not in allowed:
-            raise argparse.ArgumentTypeError(f"unknown {what} {item!r}; choose from {', '.join(allowed)}")
-    return chosen
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {_shown(item)}; choose from {', '.join(allowed)}"
+            )
+    return _once(chosen, what)
 
 
 def parse_impls(value: str) -> tuple[str, ...]:
@@ -172,5 +235,5 @@ def parse_shard(value: str) -> tuple[int, int]:
     except ValueError:
         shard = (0, 0)
     if not 1 <= shard[0] <= shard[1]:
-        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, such as 1/4, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, such as 1/4, got {_shown(value)}")
     return shard

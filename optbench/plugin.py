@@ -6,16 +6,17 @@ plain parameters ``optimizer``, ``batch_size`` and ``device`` (and ``impl`` and
 ``dtype`` when ``--optbench-impl`` and ``--optbench-dtypes`` are given), and an id
 such as ``adam-bs10-cpu``. Optimizers from outside optbench join the registry
 before collection (``optbench.optimizers.specs``); ``--optbench-shard`` deselects all but one
-shard of the collected tests.
+shard of the collected tests, and ``--optbench-timeout`` gives each scenario test a pytest-timeout
+limit. Whatever an added optimizer or problem raises is a one-line usage error.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import pytest
 import torch
@@ -26,6 +27,10 @@ from optbench.engine import fit, prepare, summarise
 from optbench.optimizers import specs
 from optbench.optimizers.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.options import (
+    DEFAULT_TIMEOUT,
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_TIMEOUT,
     add_matrix_options,
     check_names,
     parse_devices,
@@ -33,6 +38,7 @@ from optbench.options import (
     parse_seed,
     parse_seeds,
     parse_shard,
+    parse_timeout,
 )
 from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record, check_metric_names
@@ -42,6 +48,10 @@ from optbench.scenario import DTYPES, Scenario
 REGISTRY_KEY = pytest.StashKey[Registry]()
 PROBLEMS_KEY = pytest.StashKey[Problems]()
 BASELINE_KEY = pytest.StashKey["Mapping[str, Mapping[str, Any]] | None"]()
+TIMEOUT_KEY = pytest.StashKey[float]()
+"""On an item: the ``--optbench-timeout`` limit this plugin marked it with."""
+
+_T = TypeVar("_T")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -96,15 +106,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=parse_seed,
         default=0,
         metavar="SEED",
-        help="seed of the data noise, the initialisation and the shuffle (default: 0)",
+        help="seed of the data noise, the initialisation and the shuffle; a scenario's last seed "
+        f"(SEED + K - 1) may be at most {MAX_SEED}, 2**63 - 1 (default: 0)",
     )
     group.addoption(
         "--optbench-seeds",
         type=parse_seeds,
         default=None,
         metavar="K",
-        help=f"seeds per scenario, from --optbench-seed on; 'auto' (default) trains {AUTO_SEEDS} where "
-        "they run as one vectorised run (optimizers flagged elementwise, in float32 and float64), else 1",
+        help=f"seeds per scenario, from --optbench-seed on, at most {MAX_SEEDS}; 'auto' (default) trains "
+        f"{AUTO_SEEDS} where they run as one vectorised run (optimizers flagged elementwise, in float32 and "
+        "float64), else 1",
+    )
+    group.addoption(
+        "--optbench-timeout",
+        type=parse_timeout,
+        default=None,
+        metavar="SECONDS",
+        help="fail a scenario test that runs longer than SECONDS, its timed rounds included, through "
+        f"pytest-timeout; 0 turns the limit off, at most {MAX_TIMEOUT:g}; pytest-timeout's own --timeout "
+        f"or a test's timeout mark wins (default: {DEFAULT_TIMEOUT:g})",
     )
 
 
@@ -116,15 +137,45 @@ def added_optimizers(config: pytest.Config) -> list[OptimizerInfo]:
     ``--optbench-optimizer`` specs.
 
     Raises:
-        pytest.UsageError: a bad spec, with one line naming it.
+        pytest.UsageError: a bad spec, or anything an added optimizer's code raised while it
+            was imported, built or checked, with one line naming where it came from.
+    """
+    pyproject = config.rootpath / "pyproject.toml"
+    options = config.getoption("optbench_optimizer")
+    return [
+        *_one_line_errors(f"entry points ({specs.ENTRY_POINT_GROUP})", specs.from_entry_points),
+        *_one_line_errors(str(pyproject), lambda: specs.from_pyproject(pyproject)),
+        *_one_line_errors("pytest_optbench_optimizers", lambda: _hooked_optimizers(config)),
+        *_one_line_errors("--optbench-optimizer", lambda: [specs.parse_option(spec) for spec in options]),
+    ]
+
+
+def _one_line_errors(where: str, produce: Callable[[], Iterable[_T]]) -> list[_T]:
+    """What ``produce`` gives, read in full, with whatever it raised as a one-line usage error.
+
+    Raises:
+        pytest.UsageError: a ``SpecError``'s own line, or the type, message and place of any other
+            error (``SystemExit`` too, not ``KeyboardInterrupt``) after ``where``.
     """
     try:
-        found = specs.from_entry_points()
-        found += specs.from_pyproject(config.rootpath / "pyproject.toml")
-        found += itertools.chain.from_iterable(config.hook.pytest_optbench_optimizers())
-        found += [specs.parse_option(spec) for spec in config.getoption("optbench_optimizer")]
+        return list(produce())
     except specs.SpecError as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(specs.one_line(str(error))) from None
+    except specs.USER_ERRORS as error:
+        raise pytest.UsageError(
+            specs.one_line(f"{where}: raised {specs.raised(error)}; fix the code named there")
+        ) from None
+
+
+def _hooked_optimizers(config: pytest.Config) -> list[OptimizerInfo]:
+    """The ``pytest_optbench_optimizers`` hooks' entries, each an ``OptimizerInfo``."""
+    found = list(itertools.chain.from_iterable(config.hook.pytest_optbench_optimizers()))
+    for entry in found:
+        if not isinstance(entry, OptimizerInfo):
+            raise specs.SpecError(
+                f"pytest_optbench_optimizers: returned {entry!r}, not an OptimizerInfo; "
+                "return a list of optbench.OptimizerInfo entries"
+            )
     return found
 
 
@@ -168,7 +219,44 @@ def _check_names(config: pytest.Config, option: str, what: str, known: Mapping[s
     try:
         check_names(config.getoption(f"optbench_{option}"), known, f"--optbench-{option}", what)
     except ValueError as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(specs.one_line(str(error))) from None
+
+
+def _check_seeds(config: pytest.Config) -> None:
+    """Stops the run when a scenario's last seed would pass ``MAX_SEED`` (``auto``: ``AUTO_SEEDS`` seeds)."""
+    seed, seeds = config.getoption("optbench_seed"), config.getoption("optbench_seeds")
+    most = AUTO_SEEDS if seeds is None else seeds
+    if seed + most - 1 > MAX_SEED:
+        counted = f"--optbench-seeds {seeds}" if seeds is not None else f"up to {AUTO_SEEDS} seeds (auto)"
+        raise pytest.UsageError(
+            f"--optbench-seed {seed} with {counted} trains seeds up to {seed + most - 1}, past the largest "
+            f"seed {MAX_SEED} (2**63 - 1); give --optbench-seed {MAX_SEED - most + 1} or less"
+        )
+
+
+def _timeout(config: pytest.Config) -> float:
+    """The ``--optbench-timeout`` limit, its default where it was not given."""
+    seconds = config.getoption("optbench_timeout")
+    return DEFAULT_TIMEOUT if seconds is None else seconds
+
+
+def _users_timeout(config: pytest.Config) -> bool:
+    """Whether pytest-timeout was given a limit of its own: ``--timeout``, ``PYTEST_TIMEOUT`` or ini."""
+    return (
+        config.getoption("timeout", None) is not None
+        or bool(os.environ.get("PYTEST_TIMEOUT"))
+        or bool(config.getini("timeout"))
+    )
+
+
+def _check_timeout(config: pytest.Config) -> None:
+    """Stops the run when ``--optbench-timeout`` is given but pytest-timeout, which applies it, is off."""
+    given = config.getoption("optbench_timeout")
+    if given and not config.pluginmanager.hasplugin("timeout"):
+        raise pytest.UsageError(
+            "--optbench-timeout: pytest-timeout, which applies it, is not loaded (-p no:timeout?); "
+            "install or enable pytest-timeout, or drop --optbench-timeout"
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -177,25 +265,35 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         registry = OPTIMIZERS.with_entries(added_optimizers(config), replace=True)
     except ValueError as error:
-        raise pytest.UsageError(f"added optimizers: {error}; give each a name of its own") from None
+        raise pytest.UsageError(
+            specs.one_line(f"added optimizers: {error}; give each a name of its own")
+        ) from None
     _check_names(config, "optimizers", "optimizer", registry)
     config.stash[REGISTRY_KEY] = registry
+    added = _one_line_errors(
+        "pytest_optbench_problems",
+        lambda: itertools.chain.from_iterable(config.hook.pytest_optbench_problems()),
+    )
     try:
-        problems = PROBLEMS.with_entries(
-            itertools.chain.from_iterable(config.hook.pytest_optbench_problems())
-        )
+        problems = PROBLEMS.with_entries(added)
     except ValueError as error:
-        raise pytest.UsageError(f"pytest_optbench_problems: {error}") from None
+        raise pytest.UsageError(specs.one_line(f"pytest_optbench_problems: {error}")) from None
     for name, problem in problems.items():
         if name in DTYPES:  # its ids would read as the line's in that dtype
             raise pytest.UsageError(
-                f"pytest_optbench_problems: problem name {name!r} is a dtype's; give the problem another"
+                specs.one_line(
+                    f"pytest_optbench_problems: problem name {name!r} is a dtype's; give the problem another"
+                )
             )
         try:
             check_metric_names(problem.metrics)
-        except ValueError as error:
-            raise pytest.UsageError(f"pytest_optbench_problems: problem {name!r}: {error}") from None
+        except Exception as error:  # a metric table of the wrong shape fails in its own way
+            raise pytest.UsageError(
+                specs.one_line(f"pytest_optbench_problems: problem {name!r}: {error}")
+            ) from None
     _check_names(config, "problems", "problem", problems)
+    _check_seeds(config)
+    _check_timeout(config)
     config.stash[PROBLEMS_KEY] = problems
     baseline = config.getoption("optbench_baseline")
     try:
@@ -271,7 +369,11 @@ def _cases(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With ``--optbench-shard I/N``, keeps every N-th test from the I-th and deselects the rest."""
+    """Marks the scenario tests' time limit; with ``--optbench-shard I/N``, keeps every N-th test.
+
+    The shard's tests are every N-th collected one from the I-th; the rest are deselected.
+    """
+    _mark_timeouts(config, items)
     shard = config.getoption("optbench_shard")
     if shard is None:
         return
@@ -281,6 +383,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = kept
+
+
+def _mark_timeouts(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """Gives each test that uses the ``scenario`` fixture a ``timeout`` mark of ``--optbench-timeout``.
+
+    A test's own ``timeout`` mark, and a limit given to pytest-timeout itself (``--timeout``,
+    ``PYTEST_TIMEOUT``, the ``timeout`` ini value), win; without pytest-timeout nothing is marked.
+    """
+    seconds = _timeout(config)
+    if not seconds or not config.pluginmanager.hasplugin("timeout") or _users_timeout(config):
+        return
+    for item in items:
+        if "scenario" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(seconds))
+            item.stash[TIMEOUT_KEY] = seconds
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Names the scenario that ran past ``--optbench-timeout``, and the fix, when pytest-timeout stops it."""
+    try:
+        return (yield)
+    except pytest.fail.Exception as error:
+        seconds = item.stash.get(TIMEOUT_KEY, None)
+        said = str(error)
+        if seconds is None or not (said.startswith("Timeout") and "pytest-timeout" in said):
+            raise
+        callspec = getattr(item, "callspec", None)
+        case = callspec.id if callspec is not None else item.name
+        said = said.rstrip(".")
+        message = (
+            f"{case} ran past --optbench-timeout {seconds:g} s, its timed rounds included ({said}); "
+            "give a longer limit, or 0 for none"
+        )
+        raise pytest.fail.Exception(message).with_traceback(error.__traceback__) from None
 
 
 def provenance(devices: Sequence[str]) -> dict[str, object]:

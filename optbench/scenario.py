@@ -34,6 +34,11 @@ DatasetFactory = Callable[[int], Dataset]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 
+MAX_SEED = 2**63 - 1
+"""The largest seed a scenario may train (its last, ``seed + seeds - 1``). The engine seeds each model
+with ``2 * seed + 1``, and torch takes seeds up to ``2**64 - 1`` (``torch.manual_seed``,
+``torch.Generator.manual_seed``); saved runs read back into 64-bit integer columns too."""
+
 DTYPES = MappingProxyType({"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16})
 """The floating-point types a scenario can train in; float32 is the default."""
 
@@ -92,6 +97,13 @@ class Scenario:
             value = getattr(self, attribute)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"scenario {attribute} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"scenario seed must be a non-negative integer, got {self.seed!r}")
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise ValueError(
+                f"scenario seeds {self.seed} to {self.seed + self.seeds - 1} go past the largest seed, "
+                f"{MAX_SEED} (2**63 - 1); start from a smaller seed"
+            )
         parse_device(self.device)
         if not isinstance(self.problem, Problem):
             raise ValueError(f"scenario problem must be a Problem (optbench.problems), got {self.problem!r}")

@@ -1,5 +1,6 @@
 """Optimizers from outside optbench: the command line, pyproject.toml, entry points and the template."""
 
+import fnmatch
 import json
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -7,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from optbench import OPTIMIZERS, plugin, prepare, train
 from optbench.gate import main as gate
@@ -448,3 +451,197 @@ def test_an_added_problem_with_a_name_it_cannot_have_is_a_one_line_usage_error(p
     result = pytester.runpytest(*CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: pytest_optbench_problems: {message}"])
+
+
+RAISING = "import torch\n\n\nclass Opt(torch.optim.SGD):\n    pass\n\n\n{raises}\n"
+"""A plug-in module: an optimizer class, then a line that runs as the module is imported."""
+
+EXITS = """
+import torch
+
+
+class Opt(torch.optim.SGD):
+    def __init__(self, params, **kwargs):
+        raise SystemExit(3)
+"""
+
+HOOK_RAISES = """
+pytest_plugins = ("optbench.plugin",)
+
+
+def pytest_optbench_{hook}():
+    {raises}
+"""
+
+PLUG_INS = {
+    "module raises RuntimeError on import": (
+        {"plug": RAISING.format(raises='raise RuntimeError("no GPU driver")')},
+        None,
+        "--optbench-optimizer=x=plug:Opt",
+        "ERROR: --optbench-optimizer 'x=plug:Opt': importing 'plug' raised RuntimeError: no GPU driver "
+        "(at plug.py:8); fix that module",
+    ),
+    "module raises ValueError on import": (
+        {"plug": RAISING.format(raises='raise ValueError("bad setting")')},
+        None,
+        "--optbench-optimizer=x=plug:Opt",
+        "ERROR: --optbench-optimizer 'x=plug:Opt': importing 'plug' raised ValueError: bad setting*",
+    ),
+    "module exits on import": (
+        {"plug": RAISING.format(raises="raise SystemExit(2)")},
+        None,
+        "--optbench-optimizer=x=plug:Opt",
+        "ERROR: *importing 'plug' raised SystemExit(2) (at plug.py:8); fix that module",
+    ),
+    "relative module name": (
+        {},
+        None,
+        "--optbench-optimizer=x=.foo:Bar",
+        "ERROR: --optbench-optimizer 'x=.foo:Bar': '.foo' is a relative module name; give the full one*",
+    ),
+    "constructor exits": (
+        {"plug": EXITS},
+        None,
+        "--optbench-optimizer=x=plug:Opt",
+        "ERROR: --optbench-optimizer 'x=plug:Opt': Opt() fails: SystemExit(3) (at plug.py:6)",
+    ),
+    "optimizer hook raises": (
+        {},
+        HOOK_RAISES.format(hook="optimizers", raises='raise RuntimeError("no licence")'),
+        None,
+        "ERROR: pytest_optbench_optimizers: raised RuntimeError: no licence (at conftest.py:5); fix the "
+        "code named there",
+    ),
+    "optimizer hook exits": (
+        {},
+        HOOK_RAISES.format(hook="optimizers", raises="raise SystemExit(1)"),
+        None,
+        "ERROR: pytest_optbench_optimizers: raised SystemExit(1) (at conftest.py:5); fix the code named "
+        "there",
+    ),
+    "optimizer hook returns something else": (
+        {},
+        HOOK_RAISES.format(hook="optimizers", raises='return ["sgd"]'),
+        None,
+        "ERROR: pytest_optbench_optimizers: returned 'sgd', not an OptimizerInfo; return a list of "
+        "optbench.OptimizerInfo entries",
+    ),
+    "problem hook raises": (
+        {},
+        HOOK_RAISES.format(hook="problems", raises='raise KeyError("data")'),
+        None,
+        "ERROR: pytest_optbench_problems: raised KeyError: 'data' (at conftest.py:5); fix the code named "
+        "there",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PLUG_INS))
+def test_whatever_a_plug_in_raises_is_one_usage_error_line(pytester, case):
+    modules, conftest, option, message = PLUG_INS[case]
+    pytester.makeconftest(conftest or CONFTEST)
+    pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text(), **modules)
+    pytester.syspathinsert()
+    result = pytester.runpytest(*([option] if option else []), *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and len(errors[0]) <= len("ERROR: ") + specs.LINE_LIMIT, errors
+    result.stderr.fnmatch_lines([message])
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+
+
+def test_an_entry_point_whose_function_raises_is_one_line(matrix, monkeypatch):
+    matrix.makepyfile(plugged="def entries():\n    raise RuntimeError('registry offline')\n")
+    matrix.syspathinsert()
+    point = EntryPoint(name="plugged", value="plugged:entries", group=specs.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(specs, "entry_points", lambda group: [point])
+    result = matrix.runpytest(*CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: entry point plugged = plugged:entries (optbench.optimizers): raised RuntimeError: registry "
+         "offline (at plugged.py:2); fix or uninstall its package"]
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_an_entry_point_that_gives_a_generator_gives_all_its_entries(monkeypatch):
+    entries = (OPTIMIZERS[name] for name in ("adam", "sgd"))
+    point = EntryPoint(name="gen", value="gen:entries", group=specs.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(EntryPoint, "load", lambda self: lambda: entries)
+    monkeypatch.setattr(specs, "entry_points", lambda group: [point])
+    assert [entry.name for entry in specs.from_entry_points()] == ["adam", "sgd"]
+
+
+def test_a_module_in_pyproject_that_raises_on_import_is_one_line(matrix):
+    matrix.makepyfile(plug=RAISING.format(raises='raise RuntimeError("no GPU driver")'))
+    matrix.syspathinsert()
+    matrix.makepyprojecttoml('[tool.optbench.optimizers.x]\nclass = "plug:Opt"\n')
+    result = matrix.runpytest(*CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: *pyproject.toml ?tool.optbench.optimizers.x?: importing 'plug' raised RuntimeError: no GPU "
+         "driver*; fix that module"]
+    )  # fmt: skip
+
+
+def test_ctrl_c_while_importing_a_plug_in_still_stops_the_run(tmp_path, monkeypatch):
+    (tmp_path / "interrupts.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        specs.parse_option("x=interrupts:Opt")
+
+
+def test_a_10_mb_keyword_argument_gives_a_short_error_line(matrix):
+    huge = "a" * 10_000_000
+    result = matrix.runpytest(f'--optbench-optimizer=x=torch.optim:SGD{{"lr": "{huge}"}}', *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    (line,) = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(line) <= len("ERROR: ") + specs.LINE_LIMIT
+    assert line.startswith('ERROR: --optbench-optimizer \'x=torch.optim:SGD{"lr": "aaa')
+    assert "characters cut" in line
+    assert line.endswith("fails: '<' not supported between instances of 'str' and 'float'")
+
+
+@given(text=st.text(), limit=st.integers(min_value=60, max_value=400))
+def test_one_line_is_one_line_within_the_limit(text, limit):
+    line = specs.one_line(text, limit)
+    assert len(line.splitlines()) <= 1 and len(line) <= limit
+    flat = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    assert line == flat if len(flat) <= limit else "characters cut" in line
+
+
+def test_one_line_keeps_the_start_and_the_fix_of_a_long_line():
+    line = specs.one_line("start: " + "x" * 1000 + "\nthe fix", 100)
+    assert line.startswith("start: xxx") and line.endswith("xxx the fix") and len(line) <= 100
+    assert " … (942 characters cut) … " in line  # 1015 characters in all, 73 of them kept
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            'elementwise = "false"',
+            'elementwise = "false" is not a TOML boolean; write elementwise = true or elementwise = false, '
+            "without quotes",
+        ),
+        ("needs_closure = 1", "needs_closure = 1 is not a TOML boolean; write needs_closure = true or*"),
+        ('kwargs = "lr = 0.1"', 'kwargs = "lr = 0.1" is not a table; write kwargs = {lr = 0.01} or *'),
+    ],
+)
+def test_pyproject_flags_are_toml_booleans_and_kwargs_a_table(tmp_path, key, message):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(f'[tool.optbench.optimizers.heavy]\nclass = "torch.optim:SGD"\n{key}\n')
+    with pytest.raises(specs.SpecError) as raised:
+        specs.from_pyproject(path)
+    assert fnmatch.fnmatch(str(raised.value), f"{path} [[]tool.optbench.optimizers.heavy]: {message}")
+
+
+def test_pyproject_false_is_false(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(
+        '[tool.optbench.optimizers.heavy]\nclass = "torch.optim:SGD"\n'
+        "elementwise = false\nneeds_closure = true\n"
+    )
+    (info,) = specs.from_pyproject(path)
+    assert info.elementwise is False and info.needs_closure is True

@@ -11,7 +11,8 @@ Three ways in, none of which edits optbench:
 
 Every spec is checked before any test runs: the module imports, the class is an
 optimizer, and it accepts the keyword arguments on a throwaway parameter. A bad
-spec raises ``SpecError`` with one line that names the spec and the fix.
+spec raises ``SpecError`` with one line that names the spec and the fix, whatever
+the spec's own code raised (``USER_ERRORS``), cut to ``LINE_LIMIT`` characters.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import importlib
 import json
 import re
 import sys
+import traceback
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -39,9 +41,55 @@ ENTRY_POINT_GROUP = "optbench.optimizers"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 
+USER_ERRORS = (Exception, SystemExit)
+"""What a plug-in's own code may raise that becomes a one-line error: anything but
+``KeyboardInterrupt`` (and ``GeneratorExit``), so Ctrl-C still stops the run."""
+
+LINE_LIMIT = 300
+"""The longest error line, in characters; ``one_line`` cuts longer ones in the middle."""
+
+
+def one_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """``text`` as one line of at most ``limit`` characters.
+
+    Line breaks become single spaces. A longer line keeps its start (what is wrong) and its
+    end (the fix), with a note of how much was cut between them: a 10 MB keyword argument
+    must not make a 10 MB error line.
+    """
+    flat = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    if len(flat) <= limit:
+        return flat
+    room = limit - len(f" … ({len(flat)} characters cut) … ")
+    head = max(room * 2 // 3, 0)
+    tail = max(room - head, 0)
+    note = f" … ({len(flat) - head - tail} characters cut) … "
+    return flat[:head] + note + (flat[-tail:] if tail else "")
+
+
+def raised(error: BaseException) -> str:
+    """What ``error`` was, for one line: its type, message and the innermost line that raised it.
+
+    That line's file is named from the working directory where it lies under it (``conftest.py:6``).
+    """
+    message = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else type(error).__name__
+    if not isinstance(error, SystemExit) and str(error):
+        message += f": {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return message
+    path = Path(frames[-1].filename)
+    try:
+        shown = path.relative_to(Path.cwd())
+    except (ValueError, OSError):  # not under it, or the working directory is gone
+        shown = path
+    return f"{message} (at {shown}:{frames[-1].lineno})"
+
 
 class SpecError(ValueError):
-    """An optimizer spec that cannot be used; the message names the spec and the fix."""
+    """An optimizer spec that cannot be used; the message, one line, names the spec and the fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 def load_class(target: str, where: str) -> type[torch.optim.Optimizer]:
@@ -54,14 +102,27 @@ def load_class(target: str, where: str) -> type[torch.optim.Optimizer]:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise SpecError(f"{where}: {target!r} is not module:Class (for example torch.optim:SGD)")
+    if module_name.startswith("."):
+        raise SpecError(
+            f"{where}: {module_name!r} is a relative module name; give the full one, as in torch.optim"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         reason = f"cannot import {module_name!r} ({error})"
         raise SpecError(f"{where}: {reason}; install it or fix the name") from None
+    except USER_ERRORS as error:  # the module's own code failed as it ran
+        raise SpecError(
+            f"{where}: importing {module_name!r} raised {raised(error)}; fix that module"
+        ) from None
     found: Any = module
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
+    try:
+        for part in attribute.split("."):
+            found = getattr(found, part, None)
+    except USER_ERRORS as error:  # a module-level __getattr__ or a property failed
+        raise SpecError(
+            f"{where}: looking up {attribute!r} raised {raised(error)}; fix {module_name}"
+        ) from None
     if found is None:
         raise SpecError(f"{where}: module {module_name!r} has no {attribute!r}")
     if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
@@ -73,16 +134,18 @@ def check_kwargs(cls: type[torch.optim.Optimizer], kwargs: Mapping[str, Any], wh
     """Builds ``cls`` once on a throwaway parameter, so bad keyword arguments fail now, not mid-run.
 
     Raises:
-        SpecError: the constructor refused them.
+        SpecError: the constructor refused them, with whatever it raised (``SystemExit`` too).
     """
     try:
         cls([torch.nn.Parameter(torch.zeros(1, 1))], **kwargs)
-    except Exception as error:  # any constructor error means these arguments do not fit
-        raise SpecError(f"{where}: {cls.__name__}({_show(kwargs)}) fails: {error}") from None
+    except USER_ERRORS as error:  # any constructor error means these arguments do not fit
+        reason = str(error) if isinstance(error, Exception) and str(error) else raised(error)
+        raise SpecError(f"{where}: {cls.__name__}({_show(kwargs)}) fails: {one_line(reason, 150)}") from None
 
 
 def _show(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+    """The keyword arguments as a call shows them, each value cut to a readable length."""
+    return ", ".join(f"{key}={one_line(repr(value), 60)}" for key, value in kwargs.items())
 
 
 def entry(
@@ -132,7 +195,7 @@ def parse_option(spec: str) -> OptimizerInfo:
     Raises:
         SpecError: anything wrong with the spec, named with the spec itself.
     """
-    where = f"--optbench-optimizer {spec!r}"
+    where = f"--optbench-optimizer {one_line(repr(spec), 120)}"
     name, equals, rest = spec.partition("=")
     if not equals:
         raise SpecError(f"{where}: expected NAME=module:Class, optionally followed by JSON keyword arguments")
@@ -171,36 +234,59 @@ def from_pyproject(path: Path) -> list[OptimizerInfo]:
         unknown = set(options) - {"class", "kwargs", "elementwise", "needs_closure"}
         if unknown:
             raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        for flag in ("elementwise", "needs_closure"):
+            if not isinstance(options.get(flag, False), bool):
+                raise SpecError(
+                    f"{where}: {flag} = {_toml(options[flag])} is not a TOML boolean; "
+                    f"write {flag} = true or {flag} = false, without quotes"
+                )
+        if not isinstance(options.get("kwargs", {}), dict):
+            raise SpecError(
+                f"{where}: kwargs = {_toml(options['kwargs'])} is not a table; "
+                "write kwargs = {lr = 0.01} or a [tool.optbench.optimizers.NAME.kwargs] table"
+            )
         found.append(
             entry(
                 name,
                 options["class"],
                 options.get("kwargs"),
                 where=where,
-                elementwise=bool(options.get("elementwise", False)),
-                needs_closure=bool(options.get("needs_closure", False)),
+                elementwise=options.get("elementwise", False),
+                needs_closure=options.get("needs_closure", False),
             )
         )
     return found
+
+
+def _toml(value: object) -> str:
+    """``value`` roughly as TOML writes it (strings in double quotes), cut to a readable length."""
+    shown = json.dumps(value) if isinstance(value, str) else repr(value)
+    return one_line(shown, 60)
 
 
 def from_entry_points(group: str = ENTRY_POINT_GROUP) -> list[OptimizerInfo]:
     """The optimizers that installed packages declare in the entry-point group ``group``.
 
     Raises:
-        SpecError: an entry point does not load, or loads something else than
-            ``OptimizerInfo`` entries.
+        SpecError: an entry point does not load, its function raises, or it gives something
+            else than ``OptimizerInfo`` entries.
     """
     found: list[OptimizerInfo] = []
     for point in entry_points(group=group):
         where = f"entry point {point.name} = {point.value} ({group})"
         try:
             loaded = point.load()
-        except Exception as error:  # a broken package must not take the whole run down with a traceback
-            raise SpecError(f"{where}: does not load ({type(error).__name__}: {error})") from None
-        value = loaded() if callable(loaded) and not isinstance(loaded, OptimizerInfo) else loaded
-        items = [value] if isinstance(value, OptimizerInfo) else value
-        if not isinstance(items, Iterable) or not all(isinstance(item, OptimizerInfo) for item in items):
+        except USER_ERRORS as error:  # a broken package must not take the whole run down with a traceback
+            raise SpecError(
+                f"{where}: does not load ({raised(error)}); fix or uninstall its package"
+            ) from None
+        try:
+            value = loaded() if callable(loaded) and not isinstance(loaded, OptimizerInfo) else loaded
+            items = [value] if isinstance(value, OptimizerInfo) else value
+            items = list(items) if isinstance(items, Iterable) else None  # a generator, read once
+        except USER_ERRORS as error:
+            raise SpecError(f"{where}: raised {raised(error)}; fix or uninstall its package") from None
+        if items is None or not all(isinstance(item, OptimizerInfo) for item in items):
             raise SpecError(f"{where}: must give OptimizerInfo entries, got {type(value).__name__}")
         found.extend(items)
     return found

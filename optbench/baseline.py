@@ -71,7 +71,7 @@ def _write(args: argparse.Namespace) -> int:
             )
         machine_info = json.loads(path.read_text(encoding="utf-8")).get("machine_info") or {}
         keep = ("node", "machine", "python_version", "torch_version", "torch_cuda", "cuda_device")
-        keep += ("torch_threads", "default_dtype", "optbench_version")
+        keep += ("torch_threads", "default_dtype", "cpu_brand", "mkl_cbwr", "optbench_version")
         document = baseline_document(frame, {key: machine_info[key] for key in keep if key in machine_info})
         write_atomic(args.out, json.dumps(document, indent=1) + "\n", fix=FIX)
     except (ResultsError, OutputError) as error:

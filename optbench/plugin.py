@@ -430,14 +430,19 @@ def provenance(devices: Sequence[str]) -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "default_dtype": str(torch.get_default_dtype()),
         "optbench_version": __version__,
+        # MKL rounds by the kernels it picks for the CPU unless told otherwise: part of what a
+        # bit-for-bit comparison needs equal (tests/test_line_unchanged.py).
+        "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
     }
 
 
 # pytest-benchmark's hooks; harmless when it is not loaded.
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, object]) -> None:
-    """Saves torch, CUDA, thread, dtype and optbench versions with every run."""
+    """Saves torch, CUDA, thread, dtype, CPU, MKL mode and optbench versions with every run."""
     machine_info.update(provenance(config.getoption("optbench_devices")))
+    cpu = machine_info.get("cpu")
+    machine_info["cpu_brand"] = str(cpu.get("brand_raw", "")) if isinstance(cpu, dict) else ""
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -1,3 +1,15 @@
+import os
+
+# MKL picks its matrix kernels by CPU: on an Intel CPU with AVX-512 a batched product (the replicas'
+# gradients) and the same product alone round differently in the last bits, so the replica proofs
+# (tests/test_replicas.py) would compare MKL's choice of kernel, not the optimizers' arithmetic. Its
+# conditional-bitwise-reproducibility mode gives one result on every x86 CPU; MKL reads it at its first
+# call, so it is set before any. A user's own MKL_CBWR stands; tests/test_line_unchanged.py runs the
+# matrix without it, as a user does.
+# OPTBENCH_SUITE_MKL_CBWR says the mode is the suite's (xdist's workers inherit both).
+if "MKL_CBWR" not in os.environ:
+    os.environ.update(MKL_CBWR="COMPATIBLE", OPTBENCH_SUITE_MKL_CBWR="1")
+
 # Optimizers import torch._dynamo lazily on their first step. pytester's in-process
 # runs drop modules first imported inside them, and a second import of _dynamo
 # fails (it registers a torch library twice), so import it once up front.

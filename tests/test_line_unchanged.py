@@ -1,7 +1,7 @@
 """The line behaves exactly as before: the default matrix gives the committed baseline's numbers.
 
 ``baselines/cpu.json`` was saved by the schema-2 code, before problems were values. CPU runs repeat
-bit for bit for a seed, torch version and thread count, so on the build that saved it the gate
+bit for bit for a seed, torch version, thread count, CPU and MKL mode, so on the build that saved it the gate
 finds nothing changed even with every tolerance at zero, and every seed's numbers are the saved
 ones. On another torch build (CI's lowest and newest environments) rounding may differ, so there
 the matrix must only hold the baseline within the gate's calibrated tolerances.
@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cpuinfo
 import pytest
 import torch
 
@@ -25,16 +26,32 @@ from optbench.results import load
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "baselines" / "cpu.json"
 MACHINE = json.loads(COMMITTED.read_text())["machine_info"]
-SAME_BUILD = (torch.__version__, torch.get_num_threads()) == (
-    MACHINE["torch_version"],
-    MACHINE["torch_threads"],
-)
+RECORDED_ON = "AMD EPYC"
+"""The CPU that saved the committed baseline, which predates runs recording it (``cpu_brand``): on
+2026-12-01 the bit-for-bit part passed on AMD EPYC machines; on 2026-12-02 an Intel Xeon with AVX-512
+gave the same numbers within the gate's tolerances but not bit for bit (MKL picks its kernels by CPU)."""
+SUITE_MKL_CBWR = os.environ.get("OPTBENCH_SUITE_MKL_CBWR") == "1"
+"""Whether MKL_CBWR is the suite's own (conftest.py), which the matrix below runs without."""
+MKL_MODE = "" if SUITE_MKL_CBWR else os.environ.get("MKL_CBWR", "")
+"""The MKL mode the matrix runs in here: the user's own, if any (the suite's is not passed on)."""
+BUILD = (
+    torch.__version__, torch.get_num_threads(), cpuinfo.get_cpu_info().get("brand_raw", ""),
+    MKL_MODE or "default",
+)  # fmt: skip
+SAVED_BY = (
+    MACHINE["torch_version"], MACHINE["torch_threads"], MACHINE.get("cpu_brand", RECORDED_ON),
+    MACHINE.get("mkl_cbwr") or "default",
+)  # fmt: skip
+SAME_BUILD = BUILD == SAVED_BY
 MATRIX = len(OPTIMIZERS) * len(LINE.batch_sizes)
 
 
 def _run_the_default_matrix(saved: Path) -> str:
     """The timed default matrix and seed profile, saved, as a user runs them: in a fresh process."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
+    if SUITE_MKL_CBWR:  # the suite's own MKL mode (conftest.py), not the user's
+        env.pop("MKL_CBWR", None)
+        env.pop("OPTBENCH_SUITE_MKL_CBWR", None)
     modules = [str(ROOT / "benchmarks" / name) for name in ("test_matrix.py", "test_seed_profile.py")]
     options = ["-q", "-p", "no:cacheprovider", "--optbench-devices=cpu", "--benchmark-min-rounds=1"]
     options += [f"--benchmark-json={saved}", f"--optbench-baseline={COMMITTED}"]
@@ -73,8 +90,8 @@ def test_the_default_matrix_holds_the_committed_baseline_and_on_its_build_repeat
     if not SAME_BUILD:  # it held the baseline within the tolerances: say what was not compared
         pytest.skip(
             "held baselines/cpu.json within the gate's tolerances; bit for bit only on the build that saved "
-            f"it (torch {MACHINE['torch_version']}, {MACHINE['torch_threads']} threads), and this is torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads"
+            "it (torch {}, {} threads, {}, MKL mode {}), and this is torch {}, {} threads, {}, "
+            "MKL mode {}".format(*SAVED_BY, *BUILD)
         )
     status = gate(["--baseline", str(COMMITTED), "--candidate", str(saved), "--max-growth", "all=0"])
     out, err = capsys.readouterr()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -52,6 +53,7 @@ TIMEOUT_KEY = pytest.StashKey[float]()
 """On an item: the ``--optbench-timeout`` limit this plugin marked it with."""
 
 _T = TypeVar("_T")
+_PYTEST_TIMEOUT = re.compile(r"Timeout \(?>[0-9.]+s")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -408,7 +410,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     except pytest.fail.Exception as error:
         seconds = item.stash.get(TIMEOUT_KEY, None)
         said = str(error)
-        if seconds is None or not (said.startswith("Timeout") and "pytest-timeout" in said):
+        # pytest-timeout says "Timeout >2.0s" up to 2.3, "Timeout (>2.0s) from pytest-timeout." since.
+        if seconds is None or not _PYTEST_TIMEOUT.match(said):
             raise
         callspec = getattr(item, "callspec", None)
         case = callspec.id if callspec is not None else item.name

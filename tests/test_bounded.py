@@ -266,8 +266,9 @@ def test_a_scenario_that_never_ends_fails_at_the_timeout(pytester):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
+            # pytest-timeout's own words, in the middle, changed in 2.4 ("Timeout >5.0s" before).
             "E   *Failed: spin-bs100-cpu ran past --optbench-timeout 5 s, its timed rounds included "
-            "(Timeout (>5.0s) from pytest-timeout); give a longer limit, or 0 for none",
+            "(Timeout*>5.0s*); give a longer limit, or 0 for none",
             "FAILED test_matrix.py::test_converges?spin-bs100-cpu?*",
         ]
     )
@@ -280,5 +281,5 @@ def test_pytest_timeouts_own_limit_wins(pytester):
     options = ("--optbench-optimizers=spin", "--optbench-batch-sizes=100", "--benchmark-disable", *CPU)
     result = pytester.runpytest_subprocess(*options, "--optbench-timeout=300", "--timeout=1", timeout=120)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E   *Failed: Timeout (>1.0s) from pytest-timeout."])
+    result.stdout.fnmatch_lines(["E   *Failed: Timeout*>1.0s*"])
     assert "--optbench-timeout" not in result.stdout.str()

@@ -399,8 +399,8 @@ def write_folder(
         OutputError: the folder cannot be written; nothing was changed.
     """
     real = Path(os.path.realpath(path))
+    check_output_folder(path, fix, force)  # first: a refused --out changes nothing beside it either
     remove_stale(real)
-    check_output_folder(path, fix, force)
     try:
         if real.is_dir() and foreign(real):
             _write_beside(real, files, tool)

@@ -24,7 +24,7 @@ from optbench.options import add_storage_option
 from optbench.problems import PROBLEMS, Metric, Problem
 from optbench.record.checks import Tolerances
 from optbench.results import ResultsError, find_run, load, metrics_of
-from optbench.results.tables import compare
+from optbench.results.tables import KEYS, compare
 
 PROG = "python -m optbench.gate"
 
@@ -161,22 +161,21 @@ def verdicts(
     new in the candidate is listed but not gated; one missing from it is gated.
     """
     table = compare(baseline, candidate, tolerances)
-    marks = {
-        side: frame.drop_duplicates("id").set_index("id").expected_failure.reindex(table.id).fillna("")
-        for side, frame in (("baseline", baseline), ("candidate", candidate))
-    }
-    cases = candidate.drop_duplicates("id").set_index("id").reindex(table.id)
-    known = [
-        expected_by_registry(case, registry) if isinstance(case["optimizer"], str) else None
-        for case in cases.reset_index().to_dict("records")
-    ]
-    before, after = marks["baseline"].to_numpy(), marks["candidate"].to_numpy()
+    removed = (table.regression == "removed").to_numpy()
+    # Everything is looked up by the row's own keys: a candidate that keeps an id but changes its
+    # batch size or dtype is another case, which the registry may excuse where it does not this one.
+    where = pd.MultiIndex.from_frame(table[list(KEYS)])
+    before, after = (
+        frame.drop_duplicates(list(KEYS)).set_index(list(KEYS)).expected_failure.reindex(where).fillna("")
+        for frame in (baseline, candidate)
+    )
+    known = [expected_by_registry(row, registry) for row in table[list(KEYS)].to_dict("records")]
     may_fail, newly, notes = [], [], []
-    for said, base, cand in zip(known, before, after, strict=True):
+    for said, base, cand, gone in zip(known, before, after, removed, strict=True):
         # Not the registry's case: the baseline's mark, or the candidate's once accepted.
         unknown = bool(base) or (accept_new_expected_failures and bool(cand))
         allowed = unknown if said is None else bool(said)
-        new = (allowed or bool(cand)) and not base
+        new = (allowed or bool(cand)) and not base and not gone
         may_fail.append(allowed)
         newly.append(new)
         if new:
@@ -188,7 +187,10 @@ def verdicts(
     table["may_fail"], table["newly_expected"] = may_fail, newly
     regression = (table.regression != "") & (table.regression != "added")
     excused = table.may_fail & (~table.newly_expected | accept_new_expected_failures)
-    table["gated"] = (regression & ~excused) | (table.newly_expected & (not accept_new_expected_failures))
+    missing = removed  # a case the baseline ran must run: nothing says how it ended
+    table["gated"] = (
+        (regression & ~excused) | missing | (table.newly_expected & (not accept_new_expected_failures))
+    )
     table["regression"] = [
         "; ".join(part for part in parts if part)
         for parts in zip(

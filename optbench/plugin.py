@@ -25,6 +25,7 @@ import torch
 from optbench import __version__, hookspecs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import fit, prepare, summarise
+from optbench.files import OutputError, check_apart
 from optbench.optimizers import specs
 from optbench.optimizers.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.options import (
@@ -203,6 +204,23 @@ def _remove_the_empty_json_file(target: BinaryIO | os.PathLike | str | None) -> 
         path.unlink()
 
 
+def _refuse_saving_over(config: pytest.Config, baseline: Path | None) -> None:
+    """``--benchmark-json`` may not name the ``--optbench-baseline`` file: the run would replace its input.
+
+    pytest-benchmark before 5.3 opens (and empties) the file while parsing options, before this check.
+    """
+    target = config.getoption("benchmark_json", None)
+    if baseline is None or target is None:
+        return
+    name = target if isinstance(target, (str, os.PathLike)) else getattr(target, "name", None)
+    if not isinstance(name, (str, os.PathLike)):
+        return
+    try:
+        check_apart(Path(name), [baseline], "save the run elsewhere")
+    except OutputError as error:
+        raise pytest.UsageError(f"--benchmark-json: {error}") from None
+
+
 def _refuse_saving_under_xdist(config: pytest.Config) -> None:
     """pytest-benchmark turns itself off under xdist, so a run asked to save would save nothing."""
     if config.getoption("dist", "no") == "no":
@@ -298,6 +316,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_timeout(config)
     config.stash[PROBLEMS_KEY] = problems
     baseline = config.getoption("optbench_baseline")
+    _refuse_saving_over(config, baseline)
     try:
         config.stash[BASELINE_KEY] = read_baseline(baseline) if baseline is not None else None
     except ResultsError as error:

@@ -272,7 +272,6 @@ def test_a_scenario_that_never_ends_fails_at_the_timeout(pytester):
             "FAILED test_matrix.py::test_converges?spin-bs100-cpu?*",
         ]
     )
-    assert result.duration < 60
 
 
 def test_pytest_timeouts_own_limit_wins(pytester):

@@ -34,8 +34,11 @@ MATRIX = ("sgd-bs10-cpu", "sgd-bs100-cpu", "adam-bs10-cpu", "adam-bs100-cpu")
 
 REMOVE = object()
 """A damage that removes the field."""
-JUNK = (REMOVE, None, "", "32", "a string", -5, 0, 1e308, True, [], [1, "x"], {}, {"a": 1}, math.nan)
-"""What a field may become: the wrong kind, an empty one, out of range, or gone."""
+JUNK = (
+    REMOVE, None, "", "32", "a string", "two\nlines", "x" * 100_000, -5, 0, 2**70, 1e308, math.inf, True, [],
+    [1, "x"], {}, {"a": 1}, math.nan,
+)  # fmt: skip
+"""What a field may become: the wrong kind, an empty, multi-line or huge one, out of range, or gone."""
 
 FUZZ = settings(
     max_examples=120,
@@ -116,12 +119,14 @@ def damaged(data: dict) -> st.SearchStrategy[dict]:
 def damaged_text(draw: st.DrawFn) -> bytes:
     """A file that is not a run at all: cut short, nested deeply, not UTF-8, or empty."""
     text = json.dumps(SOURCES[draw(st.sampled_from(sorted(SOURCES)))]).encode()
-    how = draw(st.sampled_from(["cut", "deep", "bytes", "empty"]))
+    how = draw(st.sampled_from(["cut", "deep", "bytes", "empty", "huge number"]))
     if how == "cut":
         return text[: draw(st.integers(0, len(text) - 1))]
     if how == "deep":
         depth = draw(st.sampled_from([1_000, 100_000]))
         return b"[" * depth + b"]" * depth
+    if how == "huge number":  # more digits than Python's int() reads
+        return b'{"benchmarks": [' + b"1" * 5000 + b"]}"
     if how == "bytes":
         return text[:100] + b"\xff\xfe" + text[100:]
     return b""

@@ -155,6 +155,54 @@ def test_an_added_optimizer_unknown_to_the_gate_keeps_the_baselines_marks(tmp_pa
     assert not accepted.gated.any()
 
 
+def test_a_case_the_registry_excuses_only_under_other_keys_is_still_gated(tmp_path, capsys):
+    # The id stays; the batch size and dtype become those of a case the registry lets fail.
+    data = worse()
+    info = data["benchmarks"][2]["extra_info"]
+    assert info["id"] == "adam-bs10-cpu"
+    info.update(batch_size=1, dtype="bfloat16", expected_failure="claimed")
+    status, out, _ = gate(capsys, RUN, write(tmp_path, "moved.json", data), "--accept-new-expected-failures")
+    assert status == 1
+    assert "REGRESSED: missing from the candidate" in out
+
+
+def test_a_case_missing_from_the_candidate_is_gated_whatever_the_baseline_marked(tmp_path, capsys):
+    base = saved()
+    base["benchmarks"][2]["extra_info"]["expected_failure"] = "once hard"
+    candidate = saved()
+    del candidate["benchmarks"][2]
+    status, out, _ = gate(capsys, write(tmp_path, "b.json", base), write(tmp_path, "c.json", candidate))
+    assert status == 1
+    assert "adam-bs10-cpu" in out and "REGRESSED: missing from the candidate" in out
+
+
+def test_an_id_of_two_lines_or_a_huge_number_is_one_line(tmp_path, capsys):
+    data = saved()
+    data["benchmarks"][0]["extra_info"]["id"] = "two\nlines"
+    assert main(["--baseline", str(RUN), "--candidate", str(write(tmp_path, "id.json", data))]) == 2
+    (path := tmp_path / "huge.json").write_text('{"benchmarks": [' + "1" * 5000 + "]}")
+    assert main(["--baseline", str(RUN), "--candidate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "id: string should match pattern" in err and "not a saved run (Exceeds the limit" in err
+    assert all(line.startswith("python -m optbench.gate: ") for line in err.splitlines())
+
+
+def test_pytest_refuses_to_save_a_run_over_its_own_baseline(pytester):
+    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)')
+    pytester.makepyfile(
+        test_matrix=(Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+    )
+    baseline = pytester.path / "baseline.json"
+    baseline.write_text(RUN.read_text())
+    result = pytester.runpytest(
+        f"--optbench-baseline={baseline}", f"--benchmark-json={baseline}", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --benchmark-json: *is the input*; save the run elsewhere"])
+    if baseline.stat().st_size:  # pytest-benchmark before 5.3 empties the file as it parses the option
+        assert baseline.read_text() == RUN.read_text()
+
+
 def duplicated() -> dict:
     data = saved()
     data["benchmarks"].append(copy.deepcopy(data["benchmarks"][0]))
@@ -185,6 +233,7 @@ def test_a_bad_file_among_good_ones_is_skipped_with_its_line(tmp_path):
     assert "bad.json: adam-bs10-cpu: epoch_loss_q50: field required" in warning
 
 
+@pytest.mark.timeout(60)  # a regression would otherwise hang here, not fail
 def test_a_fifo_is_refused_without_being_opened(tmp_path, capsys):
     fifo = tmp_path / "run.json"
     os.mkfifo(fifo)

@@ -391,7 +391,7 @@ real = files._write
 def slow(path, content):
     real(path, content)
     print("wrote " + path.name, file=sys.stderr, flush=True)
-    time.sleep(0.3)
+    time.sleep(60)  # until the SIGTERM: the test sends it after the first file
 files._write = slow
 raise SystemExit(main(sys.argv[1:]))
 """

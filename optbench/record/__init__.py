@@ -61,6 +61,7 @@ class Field:
         minimum: the least value a number may take (``None``: any).
         maximum: the greatest value a number may take (``None``: any).
         choices: the values a string may take (empty: any).
+        pattern: a regular expression a string must match (``None``: any).
         baseline: whether a baseline file keeps the field (``optbench.baseline`` drops set-up,
             timings and curves).
 
@@ -75,15 +76,24 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    pattern: str | None = None
     baseline: bool = True
 
 
+NAME = r"^[^\x00-\x1f\x7f]{1,200}$"
+"""What a name in a record may be: one line, 1 to 200 characters, so every message quoting it is one line."""
+
 METADATA = (
-    Field("id", str, "the scenario's id, such as adam-bs10-cpu: the join key"),
-    Field("problem", str, "the problem's name (optbench.problems); the default problem's when absent"),
-    Field("optimizer", str, "the optimizer set-up's name, such as adam or adam.fused"),
+    Field("id", str, "the scenario's id, such as adam-bs10-cpu: the join key", pattern=NAME),
+    Field(
+        "problem",
+        str,
+        "the problem's name (optbench.problems); the default problem's when absent",
+        pattern=NAME,
+    ),
+    Field("optimizer", str, "the optimizer set-up's name, such as adam or adam.fused", pattern=NAME),
     Field("batch_size", int, "samples per step", minimum=1),
-    Field("device", str, "cpu, cuda, cuda:1, mps"),
+    Field("device", str, "cpu, cuda, cuda:1, mps", pattern=NAME),
     Field("dtype", str, "float32, float64 or bfloat16", default="float32"),
     Field("epochs", int, "passes over the data", minimum=0),
     Field("seed", int, "the first seed", minimum=0),

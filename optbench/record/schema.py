@@ -26,7 +26,6 @@ from optbench.record import (
     METADATA,
     SCHEMA_VERSION,
     SEED_STATUS,
-    STATUSES,
     TIMING,
     Field,
     check_metric_names,
@@ -58,7 +57,7 @@ def _annotation(field: Field) -> Any:
         return Literal[field.choices]  # type: ignore[valid-type]
     if field.kind is list:
         return list[Any]
-    constraints = pydantic.Field(ge=field.minimum, le=field.maximum)
+    constraints = pydantic.Field(ge=field.minimum, le=field.maximum, pattern=field.pattern)
     return Annotated[field.kind, constraints]
 
 
@@ -129,7 +128,7 @@ class _Consistent(BaseModel):
 
     @model_validator(mode="after")
     def _lengths(self) -> _Consistent:
-        values = {**self.__dict__, **(self.__pydantic_extra__ or {})}
+        values = self.__dict__
         seeds = values.get("seeds")
         for name in type(self).seed_names:  # type: ignore[attr-defined]
             found = values.get(name)
@@ -158,7 +157,7 @@ def record_model(
     ]
     declared += [(name, MetricValue) for name in scalar_fields(metrics)]
     declared += [(name, list[MetricValue]) for name in seed_fields(metrics)[:-1]]
-    declared.append((SEED_STATUS.name, list[Literal[STATUSES]]))  # type: ignore[valid-type]
+    declared.append((SEED_STATUS.name, list[Literal[SEED_STATUS.choices]]))  # type: ignore[valid-type]
     declared += [(name, MetricValue) for name in quantile_fields(metrics)]
     curve = Annotated[list[MetricValue], pydantic.Field(min_length=1)]
     declared += [(field.name, curve if field.name == "epoch_loss" else list[MetricValue]) for field in CURVES]

@@ -166,8 +166,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         else:
             schema.check_document(data, schema.RunFile)
     except schema.SchemaError as error:
-        hint = "write it again with python -m optbench.baseline" if baseline else _RUN_HINT
-        raise ResultsError(f"{path}: {error}; {hint}") from None
+        raise ResultsError(f"{path}: {error}; {_hint(baseline)}") from None
     machine, commit = data.get("machine_info") or {}, data.get("commit_info") or {}
     version = data.get("optbench_schema")
     run = {
@@ -188,7 +187,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         try:
             rows.append(_row(run, bench, info, version, baseline))
         except schema.SchemaError as error:
-            raise ResultsError(f"{path}: {scenario}: {error}; {_RUN_HINT}") from None
+            raise ResultsError(f"{path}: {scenario}: {error}; {_hint(baseline)}") from None
     if not rows:
         raise ResultsError(
             f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "
@@ -196,9 +195,10 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         )
     ids = [row["id"] for row in rows]
     twice = sorted({scenario for scenario in ids if ids.count(scenario) > 1})
-    if twice:
+    if twice:  # ids are checked to be one line (optbench.record.schema); cut for a readable one
+        shown = twice[0] if len(twice[0]) <= 80 else twice[0][:77] + "..."
         raise ResultsError(
-            f"{path}: scenario {twice[0]} appears {ids.count(twice[0])} times in one run, so it cannot be "
+            f"{path}: scenario {shown} appears {ids.count(twice[0])} times in one run, so it cannot be "
             "compared; run each scenario once (no repeated --optbench-* values)"
         )
     for row in rows:
@@ -215,6 +215,10 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
 
 
 _RUN_HINT = "re-run the benchmarks to save it again"
+
+
+def _hint(baseline: bool) -> str:
+    return "write it again with python -m optbench.baseline" if baseline else _RUN_HINT
 
 
 def _read_json(path: Path) -> Any:
@@ -240,6 +244,10 @@ def _read_json(path: Path) -> Any:
             f"{path}: not valid JSON (line {error.lineno}: {error.msg}); the file may be truncated, "
             "re-run the benchmarks to save it again"
         ) from None
+    except ValueError as error:  # an integer past Python's digit limit, say
+        raise ResultsError(
+            f"{path}: not a saved run ({str(error)[:80]}); pass a file saved by pytest-benchmark"
+        ) from None
     except RecursionError:
         raise ResultsError(
             f"{path}: JSON nested too deeply to be a saved run; pass a file saved by pytest-benchmark"
@@ -264,6 +272,7 @@ def _optbench_record(bench: Any) -> dict[str, Any] | None:
 def _scenario_name(bench: dict[str, Any], info: dict[str, Any], index: int) -> str:
     for name in (info.get("id"), bench.get("name")):
         if isinstance(name, str) and name:
+            name = name if name.isprintable() else repr(name)  # a message stays one line
             return name if len(name) <= 80 else name[:77] + "..."
     return f"benchmark {index + 1}"
 
@@ -394,7 +403,7 @@ def metrics_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[Metric, .
 BASELINE_KIND = "optbench-baseline"
 """The ``kind`` of a metrics-only baseline file (no timings, no curves)."""
 
-_NOT_IN_BASELINES = ("seconds", "hyperparams", "shuffle", "step_loss_stride", *(f.name for f in CURVES))
+_NOT_IN_BASELINES = tuple(field.name for field in (*METADATA, *CURVES) if not field.baseline)
 """Timings, set-up and curves: a baseline keeps final metrics (and the loss before training)."""
 
 

@@ -456,6 +456,6 @@ def read_baseline(path: Path) -> dict[str, dict[str, Any]]:
     Raises:
         ResultsError: as ``read_run``, or the path does not exist.
     """
-    if not path.is_file():
+    if not path.exists():
         raise ResultsError(f"{path}: no such file; pass a saved run or a baseline file")
     return {row["id"]: row for row in read_run(path)}

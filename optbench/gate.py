@@ -162,6 +162,7 @@ def verdicts(
     """
     table = compare(baseline, candidate, tolerances)
     removed = (table.regression == "removed").to_numpy()
+    one_side = removed | (table.regression == "added").to_numpy()  # no earlier mark to compare with
     # Everything is looked up by the row's own keys: a candidate that keeps an id but changes its
     # batch size or dtype is another case, which the registry may excuse where it does not this one.
     where = pd.MultiIndex.from_frame(table[list(KEYS)])
@@ -171,11 +172,11 @@ def verdicts(
     )
     known = [expected_by_registry(row, registry) for row in table[list(KEYS)].to_dict("records")]
     may_fail, newly, notes = [], [], []
-    for said, base, cand, gone in zip(known, before, after, removed, strict=True):
+    for said, base, cand, alone in zip(known, before, after, one_side, strict=True):
         # Not the registry's case: the baseline's mark, or the candidate's once accepted.
         unknown = bool(base) or (accept_new_expected_failures and bool(cand))
         allowed = unknown if said is None else bool(said)
-        new = (allowed or bool(cand)) and not base and not gone
+        new = (allowed or bool(cand)) and not base and not alone
         may_fail.append(allowed)
         newly.append(new)
         if new:

@@ -176,6 +176,19 @@ def test_a_case_missing_from_the_candidate_is_gated_whatever_the_baseline_marked
     assert "adam-bs10-cpu" in out and "REGRESSED: missing from the candidate" in out
 
 
+def test_a_case_new_in_the_candidate_is_listed_not_gated_whatever_it_claims(tmp_path):
+    data = worse()
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        info["id"] += "-new"
+        info["batch_size"] += 1
+        info["expected_failure"] = "claimed"
+    table = verdicts(load([RUN]).frame, load([write(tmp_path, "c.json", data)]).frame, DEFAULT_TOLERANCES)
+    added = table[table.id.str.endswith("-new")]
+    assert len(added) == 6 and not added.gated.any() and not added.newly_expected.any()
+    assert table[~table.id.str.endswith("-new")].gated.all()  # the baseline's own cases are missing
+
+
 def test_an_id_of_two_lines_or_a_huge_number_is_one_line(tmp_path, capsys):
     data = saved()
     data["benchmarks"][0]["extra_info"]["id"] = "two\nlines"

@@ -289,8 +289,22 @@ def _write(path: Path, content: bytes | str) -> None:
         handle.write(_data(content))
 
 
-def _mark_written(error: BaseException) -> None:
-    error.optbench_written = True  # type: ignore[attr-defined]
+@contextmanager
+def _putting_in_place() -> Iterator[None]:
+    """Holds SIGINT and SIGTERM for the block's renames; an interrupt held past them says so (``written``).
+
+    The interrupt is raised as the block ends: when every rename in it was done, the output is
+    complete in place, and the command can say so rather than "nothing was written".
+    """
+    done = False
+    try:
+        with _signals_deferred():
+            yield
+            done = True
+    except KeyboardInterrupt as error:
+        if done:
+            error.optbench_written = True  # type: ignore[attr-defined]
+        raise
 
 
 def write_atomic(path: Path, content: bytes | str, fix: str = "pass --out a writable folder") -> None:
@@ -305,18 +319,12 @@ def write_atomic(path: Path, content: bytes | str, fix: str = "pass --out a writ
     """
     remove_stale(path)
     partial = _temporary(path)
-    done = False
     try:
         _write(partial, content)
-        with _signals_deferred():
+        with _putting_in_place():
             os.replace(partial, path)
-            done = True
     except OSError as error:
         raise OutputError(f"{path}: cannot be written ({error.strerror}); {fix}") from None
-    except KeyboardInterrupt as error:
-        if done:
-            _mark_written(error)
-        raise
     finally:
         with _signals_deferred():
             _remove(partial)
@@ -413,19 +421,13 @@ def write_folder(
 def _write_whole(target: Path, files: Mapping[str, bytes | str], tool: str) -> None:
     new = _temporary(target)
     _remove(new)
-    done = False
     try:
         new.mkdir()
         for name, content in files.items():
             _write(new / name, content)
         _write(new / MARKER, _marker(files, tool))
-        with _signals_deferred():
+        with _putting_in_place():
             _swap_in(new, target)
-            done = True
-    except KeyboardInterrupt as error:
-        if done:
-            _mark_written(error)
-        raise
     finally:
         with _signals_deferred():
             _remove(new)
@@ -435,23 +437,17 @@ def _write_beside(folder: Path, files: Mapping[str, bytes | str], tool: str) -> 
     old = _listed(folder) - set(files)
     contents = {**files, MARKER: _marker(files, tool)}
     staged: dict[str, Path] = {}
-    done = False
     try:
         for name, content in contents.items():
             remove_stale(folder / name)
             staged[name] = _temporary(folder / name)
             _write(staged[name], content)
-        with _signals_deferred():
+        with _putting_in_place():
             for name, partial in staged.items():
                 os.replace(partial, folder / name)
             for name in old:  # the earlier report's files this one no longer has
                 if _regular(folder / name):
                     (folder / name).unlink()
-            done = True
-    except KeyboardInterrupt as error:
-        if done:
-            _mark_written(error)
-        raise
     finally:
         with _signals_deferred():
             for partial in staged.values():

@@ -25,3 +25,23 @@ def _outside_xdist(monkeypatch: pytest.MonkeyPatch) -> None:
     and save as they do alone: pytest-benchmark turns itself off in any process that has
     PYTEST_XDIST_WORKER set, so it is unset for the test (the worker read it at start)."""
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
+@pytest.fixture
+def stop_the_second_write(monkeypatch: pytest.MonkeyPatch):
+    """``stop(error)``: the second file optbench writes raises ``error`` instead, as a run stopped between
+    two files by Ctrl-C, SIGTERM or a bug would."""
+    from optbench import files
+
+    def stop(error: BaseException) -> None:
+        real, calls = files._write, []
+
+        def second_stops(path, content):
+            calls.append(path)
+            if len(calls) == 2:
+                raise error
+            real(path, content)
+
+        monkeypatch.setattr(files, "_write", second_stops)
+
+    return stop

@@ -420,21 +420,15 @@ def test_no_report_is_written_over_its_inputs(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("old", [True, False], ids=["over-a-report", "new"])
-def test_ctrl_c_between_two_files_leaves_the_old_report_whole(old, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_between_two_files_leaves_the_old_report_whole(
+    old, tmp_path, capsys, monkeypatch, stop_the_second_write
+):
     small_build(monkeypatch)
     out = tmp_path / "report"
     if old:
         files.write_folder(out, {"index.html": "old", "seed.png": b"old"}, "python -m optbench.report")
     before = tree(out) if old else None
-    real_write, calls = files._write, []
-
-    def second_stops(path, content):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real_write(path, content)
-
-    monkeypatch.setattr(files, "_write", second_stops)
+    stop_the_second_write(KeyboardInterrupt)
     status, err = report(capsys, SCHEMA_3, "--out", out)
     assert status == 130 and "Traceback" not in err
     expected = f"{out} still holds the old report" if old else "nothing was written"

@@ -103,18 +103,10 @@ STOPS = [KeyboardInterrupt(), files.Interrupted(signal.SIGTERM), RuntimeError("c
 @pytest.mark.parametrize("stop", STOPS, ids=["sigint", "sigterm", "crash"])
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "rename-away"])
 def test_a_write_stopped_between_two_files_leaves_the_old_folder_whole(
-    stop, exchange, old_report, tmp_path, monkeypatch
+    stop, exchange, old_report, tmp_path, monkeypatch, stop_the_second_write
 ):
     before = contents(old_report)
-    real_write, calls = files._write, []
-
-    def second_stops(path, content):
-        calls.append(path)
-        if len(calls) == 2:
-            raise stop
-        real_write(path, content)
-
-    monkeypatch.setattr(files, "_write", second_stops)
+    stop_the_second_write(stop)
     if not exchange:
         monkeypatch.setattr(files, "_exchange", lambda first, second: False)
     with pytest.raises(type(stop)) as caught:
@@ -204,19 +196,11 @@ def test_a_folder_of_the_users_is_refused_and_force_writes_beside_their_files(tm
     assert sorted(contents(out)) == sorted([MARKER, "index.html", "notes.txt"])  # its own stale ones went
 
 
-def test_a_forced_write_stopped_between_two_files_changes_nothing(tmp_path, monkeypatch):
+def test_a_forced_write_stopped_between_two_files_changes_nothing(tmp_path, stop_the_second_write):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "index.html").write_text("my own page")
-    real_write, calls = files._write, []
-
-    def second_stops(path, content):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real_write(path, content)
-
-    monkeypatch.setattr(files, "_write", second_stops)
+    stop_the_second_write(KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         files.write_folder(out, NEW, "test", force=True)
     assert contents(out) == {"index.html": b"my own page"} and leftovers(tmp_path) == []

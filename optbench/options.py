@@ -20,6 +20,10 @@ from optbench.optimizers.specs import one_line
 from optbench.problems import PROBLEMS
 from optbench.results import BENCHMARKS_DIR
 from optbench.scenario import DTYPES, MAX_SEED
+from optbench.tune.grid import DEFAULT_GRID, parse_lr_grid
+
+DEFAULT_SEEDS = 32
+"""Seeds per learning rate of a sweep unless ``--tune-seeds`` says otherwise."""
 
 MAX_SEEDS = 1024
 """The most seeds ``--optbench-seeds`` trains per scenario: 32 times what ``auto`` trains, more than any
@@ -78,6 +82,31 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
         default=None,
         metavar="DTYPES",
         help=f"comma-separated dtypes from {','.join(DTYPES)} (default: float32 alone)",
+    )
+
+
+def add_tune_options(addoption: AddOption, prefix: str = "") -> None:
+    """Adds the options of a learning-rate sweep: its grid and its seeds per point.
+
+    Args:
+        addoption: as for ``add_matrix_options``.
+        prefix: ``"optbench-"`` in pytest (``--optbench-lr-grid``), nothing on the command line.
+    """
+    addoption(
+        f"--{prefix}lr-grid",
+        type=parse_lr_grid,
+        default=DEFAULT_GRID,
+        metavar="GRID",
+        help="learning rates to sweep: comma-separated (0.001,0.01,0.1) or LOW:HIGH:PER_DECADE "
+        f"(default 1e-4:1e2:2, {len(DEFAULT_GRID)} points)",
+    )
+    addoption(
+        f"--{prefix}tune-seeds",
+        type=parse_seeds,
+        default=DEFAULT_SEEDS,
+        metavar="K",
+        help=f"seeds per learning rate, at most {MAX_SEEDS}; 'auto' takes as many as the default matrix "
+        f"trains (default: {DEFAULT_SEEDS})",
     )
 
 

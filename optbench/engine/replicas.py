@@ -11,6 +11,11 @@ follow alone; the tests prove that per optimizer against sequential runs.
 The step is traced once per batch shape into a graph of plain tensor operations
 (``make_fx``), so a step pays neither autograd's nor vmap's dispatch again:
 that is what makes 32 replicas cost little more than one model.
+
+A learning-rate sweep stacks every learning rate's replicas too: the optimizer
+gets one parameter group per learning rate, each holding views of its rows of
+the stacked parameters, and torch's own update runs on each group as it would
+on a run of that learning rate alone.
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ class Replicas:
     """A copy of the first model on the device, into which ``model`` loads one replica."""
     inputs: tuple[torch.Tensor, ...] = field(default=())
     """The parameters' tensors as the graphs take them (aliases of ``params``, updated with them)."""
+    grad_buffers: tuple[torch.Tensor, ...] = field(default=())
+    """For a sweep (``lrs``): one stacked gradient per parameter, each step's copied in; the groups'
+    parameters hold views of their rows as their ``.grad``. Empty: each step's gradient is assigned."""
 
 
 @dataclass
@@ -106,10 +114,13 @@ def prepare(
     epochs: int,
     shuffle: bool,
     device: torch.device,
+    lrs: Sequence[float] | None = None,
 ) -> Replicas:
     """Stacks K fresh models and K data sets on ``device``, builds the optimizer and traces the step.
 
     A step minimises ``loss(model(x), y)``, the problem's loss, for every replica at once.
+    With ``lrs`` (L learning rates, K a multiple of L), the optimizer is built from L parameter
+    groups, the i-th holding views of the i-th K / L replicas with ``lr`` set to ``lrs[i]``.
 
     Raises:
         NotVectorisableError: the models differ in structure or have buffers, the
@@ -153,9 +164,10 @@ def prepare(
         reason = f"{type(error).__name__}: {error}"
         raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
 
+    held, built, grad_buffers = _optimizer(optimizer, params, inputs, lrs)
     return Replicas(
-        params=params,
-        optimizer=optimizer(params),
+        params=held,
+        optimizer=built,
         x=x,
         y=y,
         seeds=tuple(seeds),
@@ -167,7 +179,34 @@ def prepare(
         names=names,
         template=copy.deepcopy(models[0]).to(device),
         inputs=inputs,
+        grad_buffers=grad_buffers,
     )
+
+
+def _optimizer(
+    factory: OptimizerFactory,
+    params: tuple[nn.Parameter, ...],
+    inputs: tuple[torch.Tensor, ...],
+    lrs: Sequence[float] | None,
+) -> tuple[tuple[nn.Parameter, ...], OptimizerLike, tuple[torch.Tensor, ...]]:
+    """The parameters the optimizer holds, the optimizer, and the gradient buffers of a sweep."""
+    if lrs is None:
+        return params, factory(params), ()
+    count = inputs[0].shape[0]
+    if not lrs or count % len(lrs):
+        raise ValueError(f"{count} replicas cannot be split evenly over {len(lrs)} learning rates")
+    per = count // len(lrs)
+    grad_buffers = tuple(torch.zeros_like(tensor) for tensor in inputs)
+    held: list[nn.Parameter] = []
+    groups = []
+    for index, lr in enumerate(lrs):
+        rows = slice(index * per, (index + 1) * per)
+        group = [nn.Parameter(tensor[rows]) for tensor in inputs]  # views: updates land in the stack
+        for param, buffer in zip(group, grad_buffers, strict=True):
+            param.grad = buffer[rows]
+        held += group
+        groups.append({"params": group, "lr": lr})
+    return tuple(held), factory(groups), grad_buffers  # type: ignore[arg-type]
 
 
 def train(replicas: Replicas) -> Trace:
@@ -178,7 +217,7 @@ def train(replicas: Replicas) -> Trace:
     is NaN or infinite.
     """
     r = replicas
-    x, y, inputs, params, optimizer = r.x, r.y, r.inputs, r.params, r.optimizer
+    x, y, inputs, params, optimizer, buffers = r.x, r.y, r.inputs, r.params, r.optimizer, r.grad_buffers
     device = x.device
     count, size = x.shape[0], x.shape[1]
     epoch_loss = torch.empty(r.epochs + 1, count, device=device, dtype=x.dtype)
@@ -187,6 +226,7 @@ def train(replicas: Replicas) -> Trace:
     batches = _batches(x, y, r.batch_size)
     graphs = r.step_graphs
     losses: list[torch.Tensor] = []
+    groups = list(optimizer.param_groups) if buffers else []
 
     start = time.perf_counter()
     with torch.no_grad():
@@ -198,14 +238,22 @@ def train(replicas: Replicas) -> Trace:
                 batches = _batches(x[rows, order], y[rows, order], r.batch_size)
             for xb, yb in batches:
                 *grads, loss = graphs[xb.shape[1]](*inputs, xb, yb)
-                for param, grad in zip(params, grads, strict=True):
-                    param.grad = grad
+                if buffers:
+                    for buffer, grad in zip(buffers, grads, strict=True):
+                        buffer.copy_(grad)
+                else:
+                    for param, grad in zip(params, grads, strict=True):
+                        param.grad = grad
                 optimizer.step()
                 losses.append(loss)
             epoch_loss[epoch] = r.loss_graph(*inputs, x, y)
             epochs_done = epoch
-            if not torch.isfinite(epoch_loss[epoch]).any():
+            finite = torch.isfinite(epoch_loss[epoch])
+            if not finite.any():
                 break
+            if groups:  # a learning rate whose replicas all diverged stops there, as its own run would
+                alive = finite.view(len(groups), -1).any(dim=1).tolist()
+                optimizer.param_groups[:] = [group for group, kept in zip(groups, alive, strict=True) if kept]
     host_losses = torch.stack(losses).cpu() if losses else epoch_loss[:0].cpu()
     host_loss = epoch_loss[: epochs_done + 1].cpu()
     if device.type == "cuda":

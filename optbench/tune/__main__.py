@@ -1,0 +1,155 @@
+"""Sweeps the learning rate of every selected optimizer x problem x batch size (x dtype) over seeds.
+
+``python -m optbench.tune --out optbench/optimizers/tuned.json`` regenerates the committed
+tuned settings of the default registry on the line (13 learning rates, 32 seeds each).
+Each case prints its chosen lr, its passing window and its tunability as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from optbench.files import OutputError, check_output_file, exit_status, interrupts_raise, written
+from optbench.optimizers import specs
+from optbench.optimizers.registry import OPTIMIZERS, Registry
+from optbench.options import add_matrix_options, add_tune_options, check_names, parse_devices
+from optbench.problems import PROBLEMS
+from optbench.scenario import MAX_SEED
+from optbench.tune import settings
+from optbench.tune.settings import CaseRow
+from optbench.tune.sweep import Job, MissingExtraError, NoLearningRateError, check_takes_lr, sweep
+
+PROG = "python -m optbench.tune"
+
+
+def describe(row: CaseRow) -> str:
+    """One case's outcome on one line: ``adam-bs10-cpu: lr 0.3162, window 0.1-0.3162 (0.5 decades)``."""
+    suffix = "" if row.problem == PROBLEMS.default.name else f"-{row.problem}"
+    suffix += "" if row.dtype == "float32" else f"-{row.dtype}"
+    name = f"{row.optimizer}-bs{row.batch_size}-{row.device.replace(':', '')}{suffix}"
+    if row.window is None:
+        verdict = f"no lr passes; best pass rate {row.pass_rate:.2f} at lr {row.lr:g}"
+    else:
+        verdict = (
+            f"lr {row.lr:g}, window {row.window[0]:g}-{row.window[1]:g} ({row.tunability:.2f} decades), "
+            f"pass rate {row.pass_rate:.2f}"
+        )
+    return f"{name}: {verdict} [{len(row.grid)} lr x {row.seeds} seeds, {row.how}, {row.seconds:.1f} s]"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    add_matrix_options(parser.add_argument)
+    add_tune_options(parser.add_argument)
+    parser.add_argument(
+        "--optimizer",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add an optimizer to sweep: NAME=module:Class with optional JSON keyword arguments "
+        "(repeatable), as pytest's --optbench-optimizer",
+    )
+    parser.add_argument(
+        "--device", type=parse_devices, default=("cpu",), metavar="DEVICE", help="default cpu"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=-1, metavar="N", help="processes, joblib's n_jobs (default -1: all cores)"
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the cases on the dask.distributed scheduler at ADDRESS (tcp://host:8786) instead",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the tuned settings here (JSON), whole, at the end; its folder must exist (checked first)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns 0 once done, 2 on misuse (before any sweep starts), 130/143 when stopped."""
+    with interrupts_raise():
+        try:
+            return _tune(argv)
+        except KeyboardInterrupt as error:
+            done = "the tuned settings were written" if written(error) else "nothing was written"
+            print(f"{PROG}: interrupted; {done}", file=sys.stderr)
+            return exit_status(error)
+
+
+def _registry(parser: argparse.ArgumentParser, added: Sequence[str]) -> Registry:
+    try:
+        entries = [*specs.from_entry_points(), *specs.from_pyproject(Path("pyproject.toml"))]
+        entries += [specs.parse_option(spec) for spec in added]
+        return OPTIMIZERS.with_entries(entries, replace=True)
+    except ValueError as error:  # SpecError, or a name given twice
+        parser.error(specs.one_line(str(error)))
+
+
+def _jobs(args: argparse.Namespace, registry: Registry) -> list[Job]:
+    names = args.optimizers or tuple(registry)
+    problems = [PROBLEMS[name] for name in args.problems or PROBLEMS]
+    jobs = []
+    for problem, name, dtype, device in itertools.product(
+        problems, names, args.dtypes or ("float32",), args.device
+    ):
+        for batch_size in args.batch_sizes or problem.batch_sizes:
+            jobs.append(
+                Job(registry[name], problem, batch_size, dtype, device, args.lr_grid, args.tune_seeds)
+            )
+    return jobs
+
+
+def _tune(argv: Sequence[str] | None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.jobs == 0 or args.jobs < -1:
+        parser.error(f"--jobs: expected a positive number of processes or -1 for all cores, got {args.jobs}")
+    if len(args.device) != 1:
+        parser.error("--device: give one device")
+    fix = "pass --out a file in an existing, writable folder"
+    if args.out is not None:
+        try:
+            check_output_file(args.out, fix)
+        except OutputError as error:
+            parser.exit(2, f"{PROG}: error: {error}\n")
+    registry = _registry(parser, args.optimizer)
+    try:
+        check_names(args.optimizers, registry, "--optimizers", "optimizer")
+        check_names(args.problems, PROBLEMS, "--problems", "problem")
+        jobs = _jobs(args, registry)
+        for info in {job.info.name: job.info for job in jobs}.values():
+            check_takes_lr(info)
+        for job in jobs:
+            last = job.seed + job.base().seeds - 1
+            if last > MAX_SEED:  # pragma: no cover - seeds are at most MAX_SEEDS from seed 0
+                raise ValueError(f"seeds past {MAX_SEED}")
+    except (ValueError, NoLearningRateError) as error:
+        parser.error(specs.one_line(str(error)))
+    command = shlex.join([*PROG.split(), *(sys.argv[1:] if argv is None else argv)])
+    try:
+        rows = sweep(
+            jobs, n_jobs=args.jobs, dask=args.dask, done=lambda row: print(describe(row), flush=True)
+        )
+    except MissingExtraError as error:
+        parser.exit(2, f"{PROG}: error: {error}\n")
+    except OSError as error:
+        parser.exit(2, f"{PROG}: error: --dask {args.dask}: cannot reach the scheduler ({error})\n")
+    if args.out is not None:
+        try:
+            settings.write(args.out, rows, command)
+        except OutputError as error:
+            parser.exit(2, f"{PROG}: error: {error}\n")
+        print(f"wrote {len(rows)} case(s) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

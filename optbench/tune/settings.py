@@ -1,0 +1,215 @@
+"""Tuned settings as data: one JSON file of every case's sweep, its chosen lr and its window.
+
+``optbench/optimizers/tuned.json`` holds the default registry's sweep of the line, made by
+``python -m optbench.tune --out optbench/optimizers/tuned.json``; ``tests/test_tuned.py``
+shows each registry learning rate lies in its measured window. The file is validated on
+load (``read``): a damaged or foreign file is one line naming it and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optbench.files import write_atomic
+from optbench.optimizers.specs import one_line
+from optbench.record import NAME
+from optbench.scenario import DTYPES
+from optbench.tune.choose import RULE, Choice, Point, choose
+
+FORMAT = 1
+"""The version of the file's layout, in its ``optbench_tuned`` key."""
+
+TUNED_FILE = Path(__file__).resolve().parent.parent / "optimizers" / "tuned.json"
+"""The committed sweep of the default registry on the line, shipped with the package."""
+
+_Name = Annotated[str, Field(pattern=NAME, max_length=200)]
+_Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+_Excess = Annotated[float | None, Field(allow_inf_nan=False)]
+
+
+class TunedError(ValueError):
+    """A tuned-settings file that cannot be used; the message, one line, names it and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class PointRow(_Model):
+    """One learning rate's outcome, as the file holds it (a non-finite excess loss is ``null``)."""
+
+    lr: _Rate
+    pass_rate: _Share
+    excess_median: _Excess
+    excess_q95: _Excess
+    diverged: _Share
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+    def point(self) -> Point:
+        """As the rule takes it: ``None`` becomes ``inf``."""
+        inf = math.inf
+        return Point(
+            self.lr,
+            self.pass_rate,
+            inf if self.excess_median is None else self.excess_median,
+            inf if self.excess_q95 is None else self.excess_q95,
+            self.diverged,
+            self.seconds,
+        )
+
+
+class CaseRow(_Model):
+    """One optimizer x problem x batch size x dtype: its sweep and what the rule chose."""
+
+    optimizer: _Name
+    problem: _Name
+    batch_size: Annotated[int, Field(ge=1)]
+    dtype: Literal[tuple(DTYPES)]  # type: ignore[valid-type]
+    device: _Name
+    lr: _Rate
+    window: tuple[_Rate, _Rate] | None
+    tunability: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    pass_rate: _Share
+    grid: Annotated[list[_Rate], Field(min_length=1)]
+    seeds: Annotated[int, Field(ge=1)]
+    epochs: Annotated[int, Field(ge=1)]
+    how: Literal["vectorised", "one after another"]
+    torch: Annotated[str, Field(max_length=100)]
+    date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    points: Annotated[list[PointRow], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CaseRow:
+        if [row.lr for row in self.points] != self.grid:
+            raise ValueError("its points' learning rates are not its grid's")
+        choice = choose([row.point() for row in self.points])
+        if (choice.lr, choice.window) != (self.lr, self.window) or abs(
+            choice.tunability - self.tunability
+        ) > 1e-6:
+            raise ValueError(
+                f"its lr, window and tunability are not what the rule chooses from its points "
+                f"(lr {choice.lr:g}, tunability {choice.tunability:.3f})"
+            )
+        return self
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        """``(optimizer, problem, batch size, dtype)``: one case per key in a file."""
+        return (self.optimizer, self.problem, self.batch_size, self.dtype)
+
+    def choice(self) -> Choice:
+        """What the rule chose."""
+        return Choice(self.lr, self.window, self.tunability)
+
+
+class TunedFile(_Model):
+    """The whole file: its format, the rule, the command that made it, and every case."""
+
+    optbench_tuned: Literal[1]
+    rule: str
+    command: str
+    cases: list[CaseRow]
+
+    @model_validator(mode="after")
+    def _once(self) -> TunedFile:
+        keys = [case.key for case in self.cases]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ValueError(f"the case {'/'.join(map(str, key))} is given twice")
+        return self
+
+    def find(self, optimizer: str, problem: str, batch_size: int, dtype: str = "float32") -> CaseRow | None:
+        """The case of that key, or ``None``."""
+        for case in self.cases:
+            if case.key == (optimizer, problem, batch_size, dtype):
+                return case
+        return None
+
+
+def point_row(point: Point) -> PointRow:
+    """``point`` as the file holds it."""
+
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return PointRow(
+        lr=point.lr,
+        pass_rate=point.pass_rate,
+        excess_median=finite(point.excess_median),
+        excess_q95=finite(point.excess_q95),
+        diverged=point.diverged,
+        seconds=point.seconds,
+    )
+
+
+def parse(text: str, path: Path) -> TunedFile:
+    """``text`` (a file's JSON) as a tuned-settings file, checked.
+
+    Raises:
+        TunedError: it is not one, with the first problem found.
+    """
+    try:
+        return TunedFile.model_validate_json(text)
+    except ValidationError as error:
+        first = error.errors()[0]
+        if first["type"] == "json_invalid":
+            raise TunedError(
+                f"{path}: not valid JSON ({first['msg']}); regenerate it with python -m optbench.tune --out"
+            ) from None
+        if first["loc"] == ("optbench_tuned",) and first["type"] == "missing":
+            raise TunedError(
+                f"{path}: not an optbench tuned-settings file (no 'optbench_tuned' key); pass a file "
+                "written by python -m optbench.tune --out"
+            ) from None
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise TunedError(
+            f"{path}: {where}: {one_line(first['msg'], 160)}; "
+            "regenerate it with python -m optbench.tune --out"
+        ) from None
+    except RecursionError:
+        raise TunedError(f"{path}: nested too deeply to be a tuned-settings file") from None
+
+
+def read(path: Path = TUNED_FILE) -> TunedFile:
+    """The tuned-settings file at ``path``, validated.
+
+    Raises:
+        TunedError: missing, unreadable, not JSON, or not a valid tuned-settings file.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise TunedError(f"{path}: cannot be read ({error.strerror}); check the path") from None
+    if not stat.S_ISREG(mode):
+        raise TunedError(f"{path}: not a regular file (a folder, FIFO or device); pass a tuned-settings file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise TunedError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
+    except UnicodeDecodeError:
+        raise TunedError(f"{path}: not a text file; pass a tuned-settings JSON file") from None
+    return parse(text, path)
+
+
+def dumps(cases: Sequence[CaseRow], command: str) -> str:
+    """The file's text: one case per block, keys in the declared order, two-space indents."""
+    document = TunedFile(optbench_tuned=FORMAT, rule=RULE, command=command, cases=list(cases))
+    return json.dumps(document.model_dump(mode="json"), indent=2) + "\n"
+
+
+def write(path: Path, cases: Sequence[CaseRow], command: str) -> None:
+    """Writes the file whole or not at all (``optbench.files.write_atomic``).
+
+    Raises:
+        OutputError: the folder is missing or not writable.
+    """
+    write_atomic(path, dumps(cases, command), fix="pass --out a file in a writable folder")

@@ -44,7 +44,11 @@ def log_grid(low: float, high: float, per_decade: int) -> tuple[float, ...]:
             "a log grid needs 0 < low <= high and at least one point a decade, "
             f"got {low!r}:{high!r}:{per_decade!r}"
         )
-    steps = round(math.log10(high / low) * per_decade)
+    steps = round((math.log10(high) - math.log10(low)) * per_decade)
+    if steps + 1 > MAX_POINTS:
+        raise ValueError(
+            f"the learning-rate grid would have {steps + 1} points, more than {MAX_POINTS}; give fewer"
+        )
     return check_grid(sorted({float(f"{low * 10 ** (k / per_decade):.4g}") for k in range(steps + 1)}))
 
 

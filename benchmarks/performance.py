@@ -10,6 +10,9 @@ the machine's drift touches them alike; medians and their ratios are reported.
 - **loops**: the engine against the tutorial's loop (a ``DataLoader`` and
   ``loss.item()`` every step) and a minimal hand-written loop, on the seed profile
   (SGD and Adam at lr 0.01) at batch sizes 1 and 100.
+- **sweep**: a 13-point x 32-seed learning-rate sweep stacked as one run against one
+  32-seed run, per elementwise optimizer at batch sizes 1 and 100, and (with
+  ``--suite``) the whole line sweep, ``python -m optbench.tune --tune-seeds auto``.
 - **harness**: pytest-benchmark's median for a scenario against the same
   training timed by hand with ``time.perf_counter``.
 - **suite** (``--suite``, several minutes): the wall time of ``pytest benchmarks``
@@ -35,6 +38,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from optbench import OPTIMIZERS, SEED_PROFILE, LineDataset, Scenario, fit, linear, prepare
+from optbench.engine import replicas, summarise
+from optbench.engine.sweep import prepare_points
+from optbench.problems import LINE
+from optbench.tune.grid import DEFAULT_GRID
+from optbench.tune.sweep import Job, sweep_case
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,6 +124,71 @@ def seeds_section(repeats: int) -> list[str]:
         f"benchmark) takes {statistics.median(prepare_times) * 1e3:.0f} ms."
     )
     return lines
+
+
+def stacked_sweep(job: Job) -> float:
+    """The timed part of a stacked sweep, as ``engine`` times one run: training every point once."""
+    stacked = prepare_points(job.points())
+    assert stacked is not None, job.name
+    start = time.perf_counter()
+    replicas.train(stacked.replicas)
+    return time.perf_counter() - start
+
+
+def sweep_section(repeats: int) -> list[str]:
+    lines = [
+        "| optimizer | batch size | one 32-seed run | 13 x 32 sweep, stacked | sweep / run "
+        "| end to end: sweep / run | point by point (13 runs) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ratios = []
+    for name in [name for name, info in OPTIMIZERS.items() if info.elementwise]:
+        for batch_size in (1, 100):
+            job = Job(OPTIMIZERS[name], LINE, batch_size, grid=DEFAULT_GRID, seeds=32)
+            one = job.base()
+
+            def whole_run(scenario: Scenario = one) -> float:
+                start = time.perf_counter()
+                summarise(fit(prepare(scenario)))
+                return time.perf_counter() - start
+
+            def whole_sweep(job: Job = job) -> float:
+                start = time.perf_counter()
+                sweep_case(job)
+                return time.perf_counter() - start
+
+            median = interleaved(
+                {
+                    "run": lambda s=one: engine(s),
+                    "sweep": lambda j=job: stacked_sweep(j),
+                    "whole run": whole_run,
+                    "whole sweep": whole_sweep,
+                },
+                repeats,
+            )
+            ratio = median["sweep"] / median["run"]
+            ratios.append(ratio)
+            lines.append(
+                f"| {name} | {batch_size} | {median['run'] * 1e3:.0f} ms | {median['sweep'] * 1e3:.0f} ms | "
+                f"{ratio:.2f}x | {median['whole sweep'] / median['whole run']:.2f}x | "
+                f"{13 * median['run'] * 1e3:.0f} ms (13x, estimated) |"
+            )
+    worst, middle = max(ratios), statistics.median(ratios)
+    lines += ["", f"Worst sweep / run ratio: {worst:.2f}x; median {middle:.2f}x.", ""]
+    return lines
+
+
+def line_sweep_section() -> list[str]:
+    command = [sys.executable, "-m", "optbench.tune", "--tune-seeds", "auto"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    cases = sum(1 for line in done.stdout.splitlines() if ": lr " in line or ": no lr" in line)
+    return [
+        f"`python -m optbench.tune --tune-seeds auto` (every default optimizer x the line's 4 batch sizes "
+        f"x 13 learning rates; 32 seeds for the elementwise optimizers, 1 for the others; all cores): "
+        f"{cases} cases in {seconds:.0f} s, exit status {done.returncode}.",
+    ]
 
 
 def loops_section(repeats: int) -> list[str]:
@@ -224,10 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.repeats} interleaved repeats, medians."
     )
     sections = [("Many seeds at the cost of one", seeds_section(args.repeats))]
+    sections.append(("Learning-rate sweeps at the cost of a few runs", sweep_section(args.repeats)))
     sections.append(("The engine against the tutorial's loop", loops_section(args.repeats)))
     sections.append(("Harness overhead", harness_section(args.repeats)))
     if args.suite:
         sections.append(("The suite's cost", suite_section()))
+        sections.append(("The whole line sweep", line_sweep_section()))
     text = [header, ""]
     for title, lines in sections:
         text += [f"### {title}", "", *lines, ""]

@@ -1,11 +1,16 @@
 """The learning-rate sweep's rule, grid, file and command line, and its processes and cluster."""
 
 import argparse
+import fcntl
 import itertools
 import json
 import math
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 import torch
@@ -305,3 +310,30 @@ def test_an_optimizer_without_an_lr_is_refused_on_the_command_line(tmp_path):
 def test_sweep_case_is_deterministic():
     job = Job(OPTIMIZERS["adam"], LINE, 100, grid=(0.1, 1.0), seeds=2)
     assert _measured(sweep_case(job)) == _measured(sweep_case(job))
+
+
+def test_a_progress_bar_shows_on_a_terminal_for_a_sweep_of_some_seconds(tmp_path):
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 x 0
+    # Point by point, 16 seeds of L-BFGS at batch size 1 take several seconds: past the bar's delay.
+    args = ["--optimizers", "lbfgs", "--batch-sizes", "1", "--lr-grid", "0.3,1", "--tune-seeds", "6"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optbench.tune", *args, "--jobs", "1"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the follower closed: the process ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=300)
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"optbench tune" in seen and b"1/1" in seen

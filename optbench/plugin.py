@@ -7,15 +7,20 @@ plain parameters ``optimizer``, ``batch_size`` and ``device`` (and ``impl`` and
 such as ``adam-bs10-cpu``. Optimizers from outside optbench join the registry
 before collection (``optbench.optimizers.specs``); ``--optbench-shard`` deselects all but one
 shard of the collected tests, and ``--optbench-timeout`` gives each scenario test a pytest-timeout
-limit. Whatever an added optimizer or problem raises is a one-line usage error.
+limit. With ``--optbench-tune`` each case runs at the learning rate a sweep chose for it
+(``optbench.tune``), kept in pytest's cache. Whatever an added optimizer or problem raises is a
+one-line usage error.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -34,6 +39,7 @@ from optbench.options import (
     MAX_SEEDS,
     MAX_TIMEOUT,
     add_matrix_options,
+    add_tune_options,
     check_names,
     parse_devices,
     parse_impls,
@@ -46,12 +52,23 @@ from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record, check_metric_names
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import DTYPES, Scenario
+from optbench.tune.__main__ import describe
+from optbench.tune.choose import PASSING
+from optbench.tune.settings import CaseRow
+from optbench.tune.sweep import LR, Job, NoLearningRateError, check_takes_lr, sweep_case
 
 REGISTRY_KEY = pytest.StashKey[Registry]()
 PROBLEMS_KEY = pytest.StashKey[Problems]()
 BASELINE_KEY = pytest.StashKey["Mapping[str, Mapping[str, Any]] | None"]()
 TIMEOUT_KEY = pytest.StashKey[float]()
 """On an item: the ``--optbench-timeout`` limit this plugin marked it with."""
+TUNED_KEY = pytest.StashKey["dict[str, tuple[CaseRow, str]]"]()
+"""On the config: this process's sweeps by cache key, each with where it came from."""
+
+TUNE_CACHE = "optbench/tune"
+"""The folder of pytest's cache (``.pytest_cache/v/``) that holds the sweeps, one per cache key."""
+TUNE_PROPERTY = "optbench_tune"
+"""The name of the user property that carries a tuned case's summary line to the controller."""
 
 _T = TypeVar("_T")
 _PYTEST_TIMEOUT = re.compile(r"Timeout \(?>[0-9.]+s")
@@ -130,6 +147,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"pytest-timeout; 0 turns the limit off, at most {MAX_TIMEOUT:g}; pytest-timeout's own --timeout "
         f"or a test's timeout mark wins (default: {DEFAULT_TIMEOUT:g})",
     )
+    group.addoption(
+        "--optbench-tune",
+        action="store_true",
+        default=False,
+        help="run each case at the learning rate a sweep chose (--optbench-lr-grid, --optbench-tune-seeds "
+        "seeds per point), swept untimed before the benchmark and kept in pytest's cache; a case where "
+        "no lr passes is an expected failure",
+    )
+    add_tune_options(group.addoption, prefix="optbench-")
 
 
 def added_optimizers(config: pytest.Config) -> list[OptimizerInfo]:
@@ -254,6 +280,36 @@ def _check_seeds(config: pytest.Config) -> None:
         )
 
 
+def _check_tuning(config: pytest.Config, registry: Registry) -> None:
+    """With ``--optbench-tune``: stops the run when a selected optimizer takes no ``lr``.
+
+    It also stops when a sweep's last seed would pass ``MAX_SEED`` (``auto``: ``AUTO_SEEDS`` seeds).
+    """
+    if not config.getoption("optbench_tune"):
+        return
+    seed, seeds = config.getoption("optbench_seed"), config.getoption("optbench_tune_seeds")
+    most = AUTO_SEEDS if seeds is None else seeds
+    if seed + most - 1 > MAX_SEED:
+        auto = f"up to {AUTO_SEEDS} seeds (auto)"
+        counted = f"--optbench-tune-seeds {seeds}" if seeds is not None else auto
+        raise pytest.UsageError(
+            f"--optbench-seed {seed} with {counted} sweeps seeds up to {seed + most - 1}, past the largest "
+            f"seed {MAX_SEED} (2**63 - 1); give --optbench-seed {MAX_SEED - most + 1} or less"
+        )
+    for name in config.getoption("optbench_optimizers") or tuple(registry):
+        try:
+            check_takes_lr(registry[name])
+        except NoLearningRateError as error:
+            raise pytest.UsageError(specs.one_line(f"--optbench-tune: {error}")) from None
+        except specs.USER_ERRORS as error:  # the optimizer's own constructor failed, built with an lr
+            raise pytest.UsageError(
+                specs.one_line(
+                    f"--optbench-tune: building {name} with an lr raised {specs.raised(error)}; fix the code "
+                    "named there"
+                )
+            ) from None
+
+
 def _timeout(config: pytest.Config) -> float:
     """The ``--optbench-timeout`` limit, its default where it was not given."""
     seconds = config.getoption("optbench_timeout")
@@ -313,8 +369,11 @@ def pytest_configure(config: pytest.Config) -> None:
             ) from None
     _check_names(config, "problems", "problem", problems)
     _check_seeds(config)
+    _check_tuning(config, registry)
     _check_timeout(config)
     config.stash[PROBLEMS_KEY] = problems
+    if config.getoption("optbench_tune"):
+        config.pluginmanager.register(TuneSummary(), "optbench-tune-summary")
     baseline = config.getoption("optbench_baseline")
     _refuse_saving_over(config, baseline)
     try:
@@ -364,6 +423,9 @@ def _cases(
     dtypes: Sequence[str] | None,
 ) -> list[Any]:
     """The matrix's cases on one problem, with their marks; ``crossed``: the problem is a parameter."""
+    # Under --optbench-tune the sweep's verdict (the scenario fixture's mark) replaces the registry's
+    # expected failures, which were measured at its own hand-picked settings.
+    tuned = config.getoption("optbench_tune")
     cases = []
     for name, batch_size, device, impl, dtype in itertools.product(
         names,
@@ -379,7 +441,7 @@ def _cases(
             marks.append(pytest.mark.skip(reason=reason))
         if impl and impl not in info.impls(device):
             marks.append(pytest.mark.skip(reason=f"{name} has no {impl} implementation on {device}"))
-        expected = info.expected_failure(batch_size, problem=problem, dtype=dtype)
+        expected = None if tuned else info.expected_failure(batch_size, problem=problem, dtype=dtype)
         if expected is not None:
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
         case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=problem).id
@@ -533,11 +595,15 @@ def scenario(
     optbench_problems: Problems,
     optbench_seed: int,
     optbench_seeds: int | None,
+    request: pytest.FixtureRequest,
 ) -> Scenario:
-    """The registry's scenario for this case's problem, optimizer, batch size, device, impl and dtype."""
+    """The registry's scenario for this case's problem, optimizer, batch size, device, impl and dtype.
+
+    With ``--optbench-tune`` its ``lr`` is the one the case's sweep chose (``tuned_scenario``).
+    """
     info = optbench_registry[optimizer]
     seeds = info.auto_seeds(dtype) if optbench_seeds is None else optbench_seeds
-    return info.scenario(
+    found = info.scenario(
         batch_size,
         device=device,
         seed=optbench_seed,
@@ -546,6 +612,113 @@ def scenario(
         dtype=dtype,
         problem=optbench_problems[problem],
     )
+    if not request.config.getoption("optbench_tune"):
+        return found
+    return tuned_scenario(request, info, found)
+
+
+def tuned_scenario(request: pytest.FixtureRequest, info: OptimizerInfo, scenario: Scenario) -> Scenario:
+    """``scenario`` at the learning rate its case's sweep chose, swept (untimed) unless cached.
+
+    The sweep is the case's in torch's default implementation, on the scenario's device, over
+    ``--optbench-lr-grid`` with ``--optbench-tune-seeds`` seeds per point from ``--optbench-seed``.
+    Where no learning rate passes, the test gets a non-strict ``xfail`` mark saying so. The case's
+    summary line goes to the controller (under pytest-xdist too) as a user property of the test.
+    """
+    config = request.config
+    job = Job(
+        info,
+        scenario.problem,
+        scenario.batch_size,
+        scenario.dtype,
+        scenario.device,
+        grid=config.getoption("optbench_lr_grid"),
+        seeds=config.getoption("optbench_tune_seeds"),
+        seed=scenario.seed,
+    )
+    row, source = tuned_case(config, job)
+    request.node.user_properties.append((TUNE_PROPERTY, [job.cache_key(), f"{describe(row)} ({source})"]))
+    if row.window is None:
+        request.applymarker(pytest.mark.xfail(reason=no_lr_passed(row), strict=False))
+    hyperparams = {**dict(scenario.hyperparams), LR: row.lr}
+    return replace(
+        scenario,
+        optimizer=partial(info.factory, **hyperparams),
+        hyperparams=tuple(sorted(hyperparams.items())),
+    )
+
+
+def no_lr_passed(row: CaseRow) -> str:
+    """The expected-failure reason of a case whose sweep found no passing learning rate."""
+    grid = f"{len(row.grid)} from {row.grid[0]:g} to {row.grid[-1]:g}" if len(row.grid) > 1 else f"{row.lr:g}"
+    return (
+        f"tuned: no lr on the grid ({grid}) passed on {PASSING:g} of {row.seeds} seeds; "
+        f"best pass rate {row.pass_rate:.2f} at lr {row.lr:g}"
+    )
+
+
+def tuned_case(config: pytest.Config, job: Job) -> tuple[CaseRow, str]:
+    """``job``'s sweep: from earlier in this process, from pytest's cache, or swept now and cached.
+
+    The cache holds each sweep under ``optbench/tune/<job.cache_key()>``; an entry that is not a valid
+    ``CaseRow`` of this job is swept again and replaced. Without the cache provider
+    (``-p no:cacheprovider``) each process sweeps every case once.
+
+    Returns:
+        The case, named as ``job``'s optimizer, and where it came from (``"cached"``, ``"swept now"``).
+    """
+    key = job.cache_key()
+    done = config.stash.setdefault(TUNED_KEY, {})
+    if key not in done:
+        cache: pytest.Cache | None = getattr(config, "cache", None)
+        path = f"{TUNE_CACHE}/{key}"
+        row = _from_cache(cache.get(path, None), job) if cache is not None else None
+        if row is not None:
+            done[key] = (row, "cached")
+        else:
+            row = sweep_case(job)
+            if cache is not None:
+                cache.set(path, json.loads(row.model_dump_json()))
+            done[key] = (row, "swept now" if cache is not None else "swept now, not cached: no cacheprovider")
+    row, source = done[key]
+    if row.optimizer != job.info.name:  # another name for the same class and arguments
+        row = row.model_copy(update={"optimizer": job.info.name})
+    return row, source
+
+
+def _from_cache(value: object, job: Job) -> CaseRow | None:
+    """The cached ``value`` as ``job``'s sweep, or ``None`` where it is missing, invalid or another case's."""
+    if value is None:
+        return None
+    try:
+        row = CaseRow.model_validate_json(json.dumps(value))
+    except (ValueError, TypeError, RecursionError):  # pydantic's ValidationError is a ValueError
+        return None
+    base = job.base()
+    expected = (job.problem.name, job.batch_size, job.dtype, job.device, list(job.grid), base.seeds)
+    found = (row.problem, row.batch_size, row.dtype, row.device, row.grid, row.seeds)
+    return row if found == expected and row.epochs == base.epochs else None
+
+
+class TuneSummary:
+    """With ``--optbench-tune``: collects each tuned case's line and prints them after the run."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keeps the first line each sweep (by its cache key) is reported with, from any xdist worker."""
+        for name, value in report.user_properties:
+            if name == TUNE_PROPERTY and isinstance(value, (list, tuple)) and len(value) == 2:
+                self.lines.setdefault(str(value[0]), str(value[1]))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Prints the "optbench tune" section: one line per tuned case."""
+        if not self.lines:
+            return
+        terminalreporter.write_sep("=", "optbench tune")
+        for line in self.lines.values():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -565,16 +738,17 @@ def benchmark_training(
     the last round (``summarise``). The record is stored in
     ``benchmark.extra_info`` before it is returned, so it is saved with the
     timings whatever the test asserts next, with ``expected_failure``: the
-    reason of the test's xfail mark, or ``""``.
+    reason of the test's xfail mark, or ``""``, read when it is called (so a
+    mark that a fixture set up after this one, as ``--optbench-tune``'s, counts).
     """
-    xfail = request.node.get_closest_marker("xfail")
-    expected_failure = str(xfail.kwargs.get("reason", "")) if xfail is not None else ""
 
     def timed(scenario: Scenario) -> Record:
         fitted = benchmark.pedantic(
             fit, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
         )
         record = summarise(fitted)
+        xfail = request.node.get_closest_marker("xfail")
+        expected_failure = str(xfail.kwargs.get("reason", "")) if xfail is not None else ""
         benchmark.extra_info.update(record, expected_failure=expected_failure)
         return record
 

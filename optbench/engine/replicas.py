@@ -12,10 +12,10 @@ The step is traced once per batch shape into a graph of plain tensor operations
 (``make_fx``), so a step pays neither autograd's nor vmap's dispatch again:
 that is what makes 32 replicas cost little more than one model.
 
-A learning-rate sweep stacks every learning rate's replicas too: the optimizer
-gets one parameter group per learning rate, each holding views of its rows of
-the stacked parameters, and torch's own update runs on each group as it would
-on a run of that learning rate alone.
+A learning-rate sweep stacks every learning rate's replicas too: each replica's
+parameters lie side by side in one row of one tensor, the optimizer gets one
+parameter group per learning rate holding a view of its rows, and torch's own
+update runs on each group as it would on a run of that learning rate alone.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ class Replicas:
     inputs: tuple[torch.Tensor, ...] = field(default=())
     """The parameters' tensors as the graphs take them (aliases of ``params``, updated with them)."""
     grad_buffers: tuple[torch.Tensor, ...] = field(default=())
-    """For a sweep (``lrs``): one stacked gradient per parameter, each step's copied in; the groups'
-    parameters hold views of their rows as their ``.grad``. Empty: each step's gradient is assigned."""
+    """For a sweep (``lrs``): where each step's gradients are copied, views of one stacked gradient
+    whose rows the groups' parameters hold as their ``.grad``. Empty: each step's gradient is assigned."""
 
 
 @dataclass
@@ -120,7 +120,8 @@ def prepare(
 
     A step minimises ``loss(model(x), y)``, the problem's loss, for every replica at once.
     With ``lrs`` (L learning rates, K a multiple of L), the optimizer is built from L parameter
-    groups, the i-th holding views of the i-th K / L replicas with ``lr`` set to ``lrs[i]``.
+    groups, the i-th holding a view of the i-th K / L replicas with ``lr`` set to ``lrs[i]``: each
+    replica's parameters side by side in one row of one tensor, which the graphs take views of.
 
     Raises:
         NotVectorisableError: the models differ in structure or have buffers, the
@@ -140,6 +141,10 @@ def prepare(
     names = tuple(stacked)
     params = tuple(nn.Parameter(stacked[name].detach()) for name in names)
     inputs = tuple(p.detach() for p in params)
+    flat = None
+    if lrs is not None:  # a sweep: every replica's parameters as one row of one tensor
+        flat = torch.cat([tensor.reshape(len(models), -1) for tensor in inputs], dim=1)
+        inputs = _columns(flat, inputs)
     base = copy.deepcopy(models[0]).to("meta")
 
     def objective(*tensors: torch.Tensor) -> torch.Tensor:
@@ -164,7 +169,9 @@ def prepare(
         reason = f"{type(error).__name__}: {error}"
         raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
 
-    held, built, grad_buffers = _optimizer(optimizer, params, inputs, lrs)
+    held, built, grad_buffers = (
+        (params, optimizer(params), ()) if flat is None else _groups(optimizer, flat, inputs, lrs or ())
+    )
     return Replicas(
         params=held,
         optimizer=built,
@@ -183,30 +190,43 @@ def prepare(
     )
 
 
-def _optimizer(
-    factory: OptimizerFactory,
-    params: tuple[nn.Parameter, ...],
-    inputs: tuple[torch.Tensor, ...],
-    lrs: Sequence[float] | None,
+def _columns(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Views of ``flat``'s columns, one per tensor of ``like``, each shaped as that tensor."""
+    views, start = [], 0
+    for tensor in like:
+        width = tensor[0].numel()
+        views.append(flat[:, start : start + width].view(tensor.shape))
+        start += width
+    return tuple(views)
+
+
+def _groups(
+    factory: OptimizerFactory, flat: torch.Tensor, inputs: Sequence[torch.Tensor], lrs: Sequence[float]
 ) -> tuple[tuple[nn.Parameter, ...], OptimizerLike, tuple[torch.Tensor, ...]]:
-    """The parameters the optimizer holds, the optimizer, and the gradient buffers of a sweep."""
-    if lrs is None:
-        return params, factory(params), ()
-    count = inputs[0].shape[0]
+    """A sweep's optimizer: one parameter group per learning rate, holding its rows of ``flat``.
+
+    Each group holds one parameter, a view of its replicas' rows (every parameter of a replica
+    side by side), so torch's update runs once per learning rate, not once per learning rate and
+    parameter. For an elementwise update that is exact: the registry's ``elementwise`` flag is
+    proven by stepping two tensors together against their concatenation (tests/test_registry.py).
+
+    Returns:
+        The parameters the optimizer holds, the optimizer, and views of the stacked gradient shaped
+        as ``inputs``, into which each step's gradients are copied.
+    """
+    count = flat.shape[0]
     if not lrs or count % len(lrs):
         raise ValueError(f"{count} replicas cannot be split evenly over {len(lrs)} learning rates")
     per = count // len(lrs)
-    grad_buffers = tuple(torch.zeros_like(tensor) for tensor in inputs)
-    held: list[nn.Parameter] = []
-    groups = []
+    grad = torch.zeros_like(flat)
+    held, groups = [], []
     for index, lr in enumerate(lrs):
         rows = slice(index * per, (index + 1) * per)
-        group = [nn.Parameter(tensor[rows]) for tensor in inputs]  # views: updates land in the stack
-        for param, buffer in zip(group, grad_buffers, strict=True):
-            param.grad = buffer[rows]
-        held += group
-        groups.append({"params": group, "lr": lr})
-    return tuple(held), factory(groups), grad_buffers  # type: ignore[arg-type]
+        param = nn.Parameter(flat[rows])  # a view: its updates land in the stack
+        param.grad = grad[rows]
+        held.append(param)
+        groups.append({"params": [param], "lr": lr})
+    return tuple(held), factory(groups), _columns(grad, inputs)  # type: ignore[arg-type]
 
 
 def train(replicas: Replicas) -> Trace:

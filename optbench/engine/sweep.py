@@ -3,9 +3,10 @@
 The points of a sweep are scenarios that differ only in their ``lr``. Where their seeds
 run as replicas (``replicas.applies``), every point's seeds are stacked into one run:
 one forward and backward for all L x K replicas, and one parameter group per learning
-rate holding views of its K rows, so torch's own update runs on each group as on a run
-of that learning rate alone. tests/test_sweep.py proves each point's numbers equal to
-its own run's, bit for bit. Other points run one after another through ``engine.fit``.
+rate holding a view of its K rows (each row a replica's parameters side by side), so
+torch's own update runs on each group as on a run of that learning rate alone.
+tests/test_sweep.py proves each point's numbers equal to its own run's, bit for bit. Other
+points run one after another through ``engine.fit``.
 """
 
 from __future__ import annotations

@@ -126,6 +126,10 @@ def seeds_section(repeats: int) -> list[str]:
     return lines
 
 
+SWEEP_REPEATS = 5
+"""Repeats of the sweep comparisons: 11 optimizers x 2 batch sizes x 4 variants take a while."""
+
+
 def stacked_sweep(job: Job) -> float:
     """The timed part of a stacked sweep, as ``engine`` times one run: training every point once."""
     stacked = prepare_points(job.points())
@@ -136,7 +140,11 @@ def stacked_sweep(job: Job) -> float:
 
 
 def sweep_section(repeats: int) -> list[str]:
+    repeats = min(repeats, SWEEP_REPEATS)
     lines = [
+        f"Training only (the benchmark's timed part), {repeats} interleaved repeats; end to end adds "
+        "preparing (stacking, tracing) and building the records.",
+        "",
         "| optimizer | batch size | one 32-seed run | 13 x 32 sweep, stacked | sweep / run "
         "| end to end: sweep / run | point by point (13 runs) |",
         "|---|---|---|---|---|---|---|",

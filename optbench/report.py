@@ -2,16 +2,18 @@
 
 Reads the newest autosaved run under ``.benchmarks/`` (or the files and folders
 given), and writes ``loss_curves.png``, ``seed.png``, ``summary.csv``,
-``summary.md`` and a self-contained ``index.html`` into ``--out``. With
-``--baseline RUN --candidate RUN`` it overlays the two runs and adds delta
-columns, marking regressions.
+``summary.md`` and a self-contained ``index.html`` into ``--out``, and
+``sensitivity.png`` where the tuned settings (``--tuned``) hold a sweep of the
+runs' optimizers. With ``--baseline RUN --candidate RUN`` it overlays the two
+runs and adds delta columns, marking regressions.
 
 The report is written all or nothing: into a temporary folder beside ``--out``,
 then swapped in, so that whatever stops it (Ctrl-C, SIGTERM, an error) ``--out``
 holds the complete old report or the complete new one. A folder that holds files
 the report did not write is refused unless ``--force``, which writes the report's
 files beside them. Exit status: 0 written, 2 nothing usable to report or nowhere
-to write it (nothing was written), 130 (143 on SIGTERM) interrupted.
+to write it, or a ``--tuned`` file that cannot be used (nothing was written),
+130 (143 on SIGTERM) interrupted.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from optbench.plots import data as plotdata
 from optbench.plots import render
 from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
 from optbench.results.tables import compare, markdown, summary, text
+from optbench.tune import settings
+from optbench.tune.settings import TunedError, TunedFile
 
 PROG = "python -m optbench.report"
 FIX = "pass --out a writable folder (only its last part is created)"
@@ -49,7 +53,7 @@ def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
 
 
-def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, bytes]:
+def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None, tuned: TunedFile | None) -> dict[str, bytes]:
     matrix, seed = plotdata.split_seed_profile(plotdata.newest(frame))
     figures: dict[str, bytes] = {}
     if len(matrix):
@@ -62,6 +66,11 @@ def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, by
     seed_points = plotdata.seed_curves(seed)
     if len(seed_points):
         figures["seed.png"] = render.png(render.seed_figure(seed_points, float(seed.reference_loss.min())))
+    if tuned is not None:
+        pairs = plotdata.run_cases(frame) | (plotdata.run_cases(baseline) if baseline is not None else set())
+        sweeps = plotdata.sensitivity_curves(tuned, pairs)
+        if len(sweeps):
+            figures["sensitivity.png"] = render.png(render.sensitivity_figure(sweeps))
     return figures
 
 
@@ -101,11 +110,17 @@ def _index(title: str, figures: dict[str, bytes], tables: dict[str, pd.DataFrame
     )
 
 
-def build(loaded: Loaded, baseline: Loaded | None = None) -> dict[str, bytes | str]:
-    """Every output file's name and content, computed before anything is written."""
+def build(
+    loaded: Loaded, baseline: Loaded | None = None, tuned: TunedFile | None = None
+) -> dict[str, bytes | str]:
+    """Every output file's name and content, computed before anything is written.
+
+    ``tuned`` adds ``sensitivity.png`` where it holds a sweep of an optimizer on a problem that the runs hold.
+    """
     frame = loaded.frame
     _say("plotting")
-    files: dict[str, bytes | str] = dict(_figures(frame, baseline.frame if baseline is not None else None))
+    old = baseline.frame if baseline is not None else None
+    files: dict[str, bytes | str] = dict(_figures(frame, old, tuned))
     _say("tabulating")
     if baseline is not None:
         table = compare(plotdata.newest(baseline.frame), plotdata.newest(frame))
@@ -146,6 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", metavar="RUN", help="a results file or a save number such as 0003")
     parser.add_argument("--candidate", metavar="RUN", help="a results file or a save number such as 0004")
+    parser.add_argument(
+        "--tuned",
+        type=Path,
+        metavar="FILE",
+        help="tuned settings (python -m optbench.tune --out) to draw sensitivity.png from: each of the runs' "
+        "optimizers' pass rate and excess loss against the learning rate (default: the packaged "
+        "optbench/optimizers/tuned.json, where it exists)",
+    )
     add_storage_option(parser.add_argument)
     args = parser.parse_args(argv)
     if (args.baseline is None) != (args.candidate is None):
@@ -175,7 +198,11 @@ def _report(args: argparse.Namespace) -> int:
             inputs = [base_path, cand_path]
         else:
             inputs = expand(args.paths) if args.paths else [newest_run(args.benchmarks_dir)]
-        check_apart(args.out, [*args.paths, *inputs], "pass --out a folder apart from the inputs")
+        tuned_path = [] if args.tuned is None else [args.tuned]
+        check_apart(
+            args.out, [*args.paths, *inputs, *tuned_path], "pass --out a folder apart from the inputs"
+        )
+        tuned = _tuned(args.tuned)
         if args.baseline is not None:
             _say(f"loading baseline {base_path} and candidate {cand_path}")
             baseline, loaded = load([base_path]), load([cand_path])
@@ -188,14 +215,31 @@ def _report(args: argparse.Namespace) -> int:
             _say(f"warning: {warning}")
         frame = loaded.frame
         _say(f"{frame.id.nunique()} scenario(s) from {frame.run.nunique()} run(s)")
-        files_out = build(loaded, baseline)
+        files_out = build(loaded, baseline, tuned)
         _say(f"writing {', '.join(files_out)}")
         write_folder(args.out, files_out, PROG, force=args.force, fix=FIX)
-    except (ResultsError, OutputError) as error:
+    except (ResultsError, OutputError, TunedError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     _say(f"wrote {args.out}/")
     return 0
+
+
+def _tuned(path: Path | None) -> TunedFile | None:
+    """The ``--tuned`` file, read once; without ``--tuned``, the packaged file where it exists, else ``None``.
+
+    Raises:
+        TunedError: the file given is missing or unusable (the packaged one, unusable, is a warning instead).
+    """
+    if path is not None:
+        return settings.read(path)
+    if not settings.TUNED_FILE.exists():
+        return None
+    try:
+        return settings.read(settings.TUNED_FILE)
+    except TunedError as error:
+        _say(f"warning: {error}; no sensitivity.png")
+        return None
 
 
 if __name__ == "__main__":

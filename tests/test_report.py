@@ -20,11 +20,19 @@ from optbench.plots import data as plotdata
 from optbench.report import main
 from optbench.results import load
 from optbench.results.tables import markdown
+from optbench.tune import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"loss_curves.png", "seed.png", "summary.csv", "summary.md", "index.html"}
 MATRIX_IDS = {f"{name}-bs{bs}-cpu" for name in ("adam", "sgd") for bs in (10, 100)}
 SEED_IDS = {"seed.adam-bs1-cpu", "seed.sgd-bs1-cpu"}
+
+
+@pytest.fixture(autouse=True)
+def _no_packaged_tuned_file(monkeypatch, tmp_path) -> None:
+    """These tests are of the runs' own figures and tables: the sensitivity figure that the packaged tuned
+    settings add is tests/test_report_sensitivity.py's."""
+    monkeypatch.setattr(settings, "TUNED_FILE", tmp_path / "no-tuned.json")
 
 
 @pytest.fixture(scope="session")
@@ -318,7 +326,7 @@ SMALL = {"summary.csv": "id\nx\n", "summary.md": "# new\n", "index.html": "<p>ne
 
 
 def small_build(monkeypatch) -> None:
-    monkeypatch.setattr(report_module, "build", lambda loaded, baseline=None: dict(SMALL))
+    monkeypatch.setattr(report_module, "build", lambda loaded, baseline=None, tuned=None: dict(SMALL))
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -359,7 +367,9 @@ def test_a_report_is_written_with_its_marker_and_replaced_whole(tmp_path, capsys
     out.mkdir()  # an empty folder is free to take
     assert report(capsys, SCHEMA_3, "--out", out)[0] == 0
     assert json.loads((out / MARKER).read_text())["files"] == sorted(SMALL)
-    monkeypatch.setattr(report_module, "build", lambda loaded, baseline=None: {"index.html": "again"})
+    monkeypatch.setattr(
+        report_module, "build", lambda loaded, baseline=None, tuned=None: {"index.html": "again"}
+    )
     assert report(capsys, SCHEMA_3, "--out", out)[0] == 0
     assert sorted(tree(out)) == [MARKER, "index.html"]  # the earlier report's other files went with it
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]

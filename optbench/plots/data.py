@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from optbench.optimizers.registry import SEED_PROFILE
+
+if TYPE_CHECKING:
+    from optbench.tune.settings import TunedFile
 
 
 def split_seed_profile(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,3 +85,66 @@ def seed_curves(seed: pd.DataFrame) -> pd.DataFrame:
         for index, loss in enumerate(record.step_loss):
             rows.append({"optimizer": record.optimizer, "step": (index + 1) * stride, "loss": loss})
     return pd.DataFrame(rows, columns=["optimizer", "step", "loss"])
+
+
+SENSITIVITY = [
+    "panel",
+    "problem",
+    "batch_size",
+    "dtype",
+    "optimizer",
+    "lr",
+    "pass_rate",
+    "excess_q95",
+    "chosen",
+]
+"""The columns of ``sensitivity_curves``."""
+
+
+def sensitivity_panel(problem: str, batch_size: int, dtype: str) -> str:
+    """A sensitivity panel's name: ``line, batch size 10``, with the dtype where not float32."""
+    return f"{problem}, batch size {batch_size}" + ("" if dtype == "float32" else f", {dtype}")
+
+
+def run_cases(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """The ``(optimizer, problem)`` pairs that rows from ``optbench.results.load`` hold."""
+    pairs = frame[["optimizer", "problem"]].drop_duplicates()
+    return set(zip(pairs.optimizer.astype(str), pairs.problem.astype(str), strict=True))
+
+
+def sensitivity_curves(tuned: TunedFile, pairs: Iterable[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """One row per point of each tuned case's sweep: its pass rate and 0.95-quantile excess loss per lr.
+
+    Args:
+        tuned: a tuned-settings file (``optbench.tune.settings.read``).
+        pairs: the ``(optimizer, problem)`` pairs to keep (a report keeps its runs' ``run_cases``);
+            ``None`` keeps every case.
+
+    Returns:
+        Columns ``SENSITIVITY``, a row per case and learning rate: ``panel`` names the case's
+        problem, batch size and dtype (``sensitivity_panel``); ``excess_q95`` is NaN where the file
+        holds ``null`` (the quantile is infinite: seeds diverged); ``chosen`` is true at the case's
+        chosen lr alone. Rows are in panel order (problem, batch size, float32 before the other
+        dtypes), then by optimizer and lr; no case kept gives no rows.
+    """
+    keep = None if pairs is None else set(pairs)
+    cases = [case for case in tuned.cases if keep is None or (case.optimizer, case.problem) in keep]
+    cases.sort(key=lambda c: (c.problem, c.batch_size, c.dtype != "float32", c.dtype, c.optimizer))
+    rows = [
+        (
+            sensitivity_panel(case.problem, case.batch_size, case.dtype),
+            case.problem,
+            case.batch_size,
+            case.dtype,
+            case.optimizer,
+            point.lr,
+            point.pass_rate,
+            math.nan if point.excess_q95 is None else point.excess_q95,
+            point.lr == case.lr,
+        )
+        for case in cases
+        for point in sorted(case.points, key=lambda p: p.lr)
+    ]
+    curves = pd.DataFrame(rows, columns=SENSITIVITY)
+    types = {"batch_size": "int64", "lr": "float64", "pass_rate": "float64", "excess_q95": "float64"}
+    return curves.astype({**types, "chosen": "bool"})

@@ -12,6 +12,9 @@ import math
 import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from optbench.tune.choose import PASSING
 
 _STYLES = {"": "-", "candidate": "-", "baseline": "--"}
 
@@ -67,6 +70,115 @@ def loss_curves_figure(
         "(several seeds: median, 10-90% band shaded)"
     )
     figure.tight_layout()
+    return figure
+
+
+SENSITIVITY_COLUMNS = 4
+"""Panels side by side in the sensitivity figure; more go on further pairs of rows."""
+
+
+def _excess_limits(excess: pd.Series) -> tuple[float, float] | None:
+    """The excess-loss axis: from the lowest positive value to a decade above nine tenths of them.
+
+    A blown-up sweep's points reach 1e30 and more; drawn whole, they would flatten every other line.
+    ``None`` where no value is positive.
+    """
+    logs = excess[excess > 0].map(math.log10)
+    if not len(logs):
+        return None
+    top = min(logs.max(), logs.quantile(0.9) + 1)
+    return 10 ** (logs.min() - 0.3), 10 ** (top + 0.3)
+
+
+def sensitivity_figure(curves: pd.DataFrame, threshold: float = PASSING) -> Figure:
+    """Pass rate (top row) and 0.95-quantile excess loss (bottom row, log) against the learning rate.
+
+    A column per panel of ``curves`` (``optbench.plots.data.sensitivity_curves``), in its order, at
+    most ``SENSITIVITY_COLUMNS`` side by side; a line per optimizer, its chosen lr a large dot, and
+    ``threshold`` dashed. Where the quantile is infinite (seeds diverged) its line has a gap and an
+    ``x`` marks that lr at the top edge of the panel. The excess-loss axis stops a decade above nine
+    tenths of its panel's points, and a line past that runs off the top; a point of 0 or less (at the
+    reference's loss, to rounding) sits on its bottom edge. One legend serves every panel.
+    """
+    panels = list(dict.fromkeys(curves.panel))
+    columns = min(len(panels), SENSITIVITY_COLUMNS) or 1
+    bands = math.ceil(len(panels) / columns) or 1
+    names = sorted(curves.optimizer.unique())
+    width, height = 3.4 * columns + 2.4, 5.2 * bands + 1.4 * (bands - 1) + 0.5
+    figure = Figure(figsize=(width, height))
+    palette = matplotlib.colormaps["tab20"]
+    colours = {name: palette(index % 20) for index, name in enumerate(names)}
+    # Margins in inches, set once: a layout engine measures every tick label, costing more than the drawing.
+    # Each band of panels is two rows (pass rate, excess loss), bands apart by an empty row.
+    grid = figure.add_gridspec(
+        3 * bands - 1,
+        columns,
+        height_ratios=([1, 1, 0.3] * bands)[:-1],
+        left=0.75 / width,
+        right=1 - 2.0 / width,
+        bottom=0.55 / height,
+        top=1 - 0.6 / height,
+        wspace=0.25,
+        hspace=0.12,
+    )
+    pairs = []
+    for index in range(len(panels)):
+        row, column = 3 * (index // columns), index % columns
+        top = figure.add_subplot(grid[row, column])
+        pairs.append((top, figure.add_subplot(grid[row + 1, column], sharex=top)))
+    for (top, bottom), name in zip(pairs, panels, strict=True):
+        panel = curves[curves.panel == name]
+        limits = _excess_limits(panel.excess_q95)
+        excess = panel.excess_q95  # NaN (diverged) leaves a gap; 0 or less goes on the bottom edge
+        if limits is not None:
+            excess = excess.mask(excess <= 0, limits[0])
+        for optimizer, line in panel.groupby("optimizer", sort=True):
+            colour = colours[optimizer]
+            top.plot(line.lr, line.pass_rate, ".-", color=colour, lw=1.2, ms=4)
+            bottom.plot(line.lr, excess[line.index], ".-", color=colour, lw=1.2, ms=4)
+        # One collection per row for the marks, not one line each: drawing time grows with the artists.
+        chosen = panel[panel.chosen]
+        marks = {
+            "c": [colours[optimizer] for optimizer in chosen.optimizer],
+            "s": 45,
+            "edgecolors": "black",
+            "zorder": 3,
+        }
+        top.scatter(chosen.lr, chosen.pass_rate, **marks)
+        bottom.scatter(chosen.lr, excess[chosen.index], **marks)
+        diverged = panel[panel.excess_q95.isna()]
+        bottom.scatter(
+            diverged.lr,
+            [1.0] * len(diverged),  # on the panel's top edge: x in data, y in axes
+            c=[colours[optimizer] for optimizer in diverged.optimizer],
+            marker="x",
+            s=30,
+            clip_on=False,
+            transform=bottom.get_xaxis_transform(),
+        )
+        top.axhline(threshold, color="black", lw=1, ls="--")
+        top.set_title(name, fontsize="medium", y=1.0)  # placed, not measured: measuring costs a tenth
+        top.tick_params(labelbottom=False)  # the bottom row's x axis is the same
+        top.set_ylim(-0.03, 1.03)
+        if limits is not None:
+            bottom.set_yscale("log")
+            bottom.set_ylim(*limits)
+        bottom.set_xlabel("learning rate (log scale)")
+        for axis in (top, bottom):
+            axis.set_xscale("log")
+            axis.minorticks_off()  # decades are enough, and minor ticks on log axes cost most of the drawing
+            axis.grid(True, which="major", alpha=0.3)
+    for top, bottom in pairs[::columns]:
+        top.set_ylabel("pass rate over seeds")
+        bottom.set_ylabel("0.95-quantile excess loss (log)")
+    handles = [Line2D([], [], color=colours[name], marker=".", lw=1.2, label=name) for name in names]
+    handles += [
+        Line2D([], [], lw=0, marker="o", mec="black", mfc="lightgrey", ms=7, label="chosen lr"),
+        Line2D([], [], color="black", lw=1, ls="--", label=f"pass rate {threshold:g}"),
+        Line2D([], [], color="grey", marker="x", lw=0, label="diverged (q95 infinite)"),
+    ]
+    figure.legend(handles=handles, loc="upper right", bbox_to_anchor=(1, 1 - 0.5 / height), fontsize="small")
+    figure.suptitle("Learning-rate sensitivity: each tuned case's sweep over seeds", y=1 - 0.1 / height)
     return figure
 
 

@@ -132,7 +132,7 @@ def swept():
 def test_a_sweep_records_each_points_outcome_over_its_seeds(swept):
     _, (sgd, lbfgs) = swept
     assert (sgd.optimizer, sgd.batch_size, sgd.seeds, sgd.how) == ("sgd", 10, 4, "vectorised")
-    assert (lbfgs.how, lbfgs.seeds) == ("one after another", 4)
+    assert (lbfgs.how, lbfgs.seeds) == ("point by point", 4)
     assert [row.lr for row in sgd.points] == list(SMALL)
     by_lr = {row.lr: row for row in sgd.points}
     assert by_lr[0.01].pass_rate == 1.0  # the registry's own lr at batch size 10
@@ -252,6 +252,7 @@ def run_cli(*args, cwd=None):
         (["--batch-sizes", "0"], "positive"),
         (["--jobs", "0"], "--jobs"),
         (["--device", "gpu"], "device"),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "CUDA device"),
         (["--optimizer", "x=nosuch.module:Thing"], "cannot import"),
     ],
 )
@@ -337,3 +338,26 @@ def test_a_progress_bar_shows_on_a_terminal_for_a_sweep_of_some_seconds(tmp_path
     os.close(leader)
     assert process.returncode == 0
     assert b"optbench tune" in seen and b"1/1" in seen
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
+    from optbench.tune.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "joblib", None)  # import joblib now raises ImportError
+    out = tmp_path / "tuned.json"
+    args = ["--optimizers", "sgd", "--batch-sizes", "10", "--lr-grid", "0.01", "--tune-seeds", "2"]
+    with pytest.raises(SystemExit) as caught:
+        main([*args, "--out", str(out)])
+    assert caught.value.code == 2
+    assert "pip install 'optbench[tune]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "tuned.json"
+    args = ["--optimizers", "sgd", "--batch-sizes", "10", "--lr-grid", "0.01", "--tune-seeds", "2"]
+    result = run_cli(*args, "--dask", "tcp://127.0.0.1:9", "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach the scheduler" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()

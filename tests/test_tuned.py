@@ -32,7 +32,7 @@ def test_the_file_was_swept_with_the_registrys_settings_of_today(name, batch_siz
     assert case.grid == list(DEFAULT_GRID)
     assert case.epochs == info.epochs_for(batch_size)
     assert case.seeds == info.auto_seeds()
-    assert case.how == ("vectorised" if info.auto_seeds() > 1 else "one after another")
+    assert case.how == ("vectorised" if info.auto_seeds() > 1 else "point by point")
 
 
 def inside_a_window(lr, case):

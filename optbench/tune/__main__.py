@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from optbench.devices import unavailable_reason
 from optbench.files import OutputError, check_output_file, exit_status, interrupts_raise, written
 from optbench.optimizers import specs
 from optbench.optimizers.registry import OPTIMIZERS, Registry
 from optbench.options import add_matrix_options, add_tune_options, check_names, parse_devices
 from optbench.problems import PROBLEMS
-from optbench.scenario import MAX_SEED
 from optbench.tune import settings
 from optbench.tune.settings import CaseRow
 from optbench.tune.sweep import Job, MissingExtraError, NoLearningRateError, check_takes_lr, sweep
@@ -114,6 +114,9 @@ def _tune(argv: Sequence[str] | None) -> int:
         parser.error(f"--jobs: expected a positive number of processes or -1 for all cores, got {args.jobs}")
     if len(args.device) != 1:
         parser.error("--device: give one device")
+    reason = unavailable_reason(args.device[0])
+    if reason is not None and args.dask is None:  # a cluster's workers may have what this machine lacks
+        parser.error(f"--device {reason}; sweep on cpu, or on a --dask cluster whose workers have it")
     fix = "pass --out a file in an existing, writable folder"
     if args.out is not None:
         try:
@@ -127,10 +130,6 @@ def _tune(argv: Sequence[str] | None) -> int:
         jobs = _jobs(args, registry)
         for info in {job.info.name: job.info for job in jobs}.values():
             check_takes_lr(info)
-        for job in jobs:
-            last = job.seed + job.base().seeds - 1
-            if last > MAX_SEED:  # pragma: no cover - seeds are at most MAX_SEEDS from seed 0
-                raise ValueError(f"seeds past {MAX_SEED}")
     except (ValueError, NoLearningRateError) as error:
         parser.error(specs.one_line(str(error)))
     command = shlex.join([*PROG.split(), *(sys.argv[1:] if argv is None else argv)])

@@ -81,7 +81,7 @@ class CaseRow(_Model):
     grid: Annotated[list[_Rate], Field(min_length=1)]
     seeds: Annotated[int, Field(ge=1)]
     epochs: Annotated[int, Field(ge=1)]
-    how: Literal["vectorised", "one after another"]
+    how: Literal["vectorised", "point by point"]
     torch: Annotated[str, Field(max_length=100)]
     date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]

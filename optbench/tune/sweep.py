@@ -162,7 +162,7 @@ def sweep_case(job: Job) -> CaseRow:
         grid=list(job.grid),
         seeds=base.seeds,
         epochs=base.epochs,
-        how="vectorised" if stacked else "one after another",
+        how="vectorised" if stacked else "point by point",
         torch=torch.__version__,
         date=datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
         seconds=round(total, 6),

@@ -52,9 +52,8 @@ from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record, check_metric_names
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import DTYPES, Scenario
-from optbench.tune.__main__ import describe
 from optbench.tune.choose import PASSING
-from optbench.tune.settings import CaseRow
+from optbench.tune.settings import CaseRow, describe
 from optbench.tune.sweep import LR, Job, NoLearningRateError, check_takes_lr, sweep_case
 
 REGISTRY_KEY = pytest.StashKey[Registry]()

@@ -49,7 +49,7 @@ def case(
     choice = choose(points)
     return CaseRow(
         optimizer=optimizer, problem=problem, batch_size=batch_size, dtype=dtype, device="cpu",
-        lr=choice.lr, window=choice.window, tunability=choice.tunability,
+        hyperparams="{}", lr=choice.lr, window=choice.window, tunability=choice.tunability,
         pass_rate=next(p.pass_rate for p in points if p.lr == choice.lr), grid=GRID, seeds=32, epochs=20,
         how="vectorised", torch="2.13.0+cpu", date="2026-12-02", seconds=0.4,
         points=[point_row(point) for point in points],

@@ -70,7 +70,24 @@ def test_a_learning_rate_whose_seeds_all_diverge_stops_where_its_own_run_stops()
     diverging = summarise(swept.fitted[1])
     assert diverging["seed_status"] == ["diverged", "diverged"]
     assert diverging["distance"] is not None  # the parameters froze, finite, where the run stopped
-    assert {**diverging, "seconds": 0} == {**alone(chosen[1]), "seconds": 0}
+    for point, fitted in zip(chosen, swept.fitted, strict=True):  # the lr training on, too
+        assert {**summarise(fitted), "seconds": 0} == {**alone(point), "seconds": 0}
+
+
+def test_an_optimizer_that_merges_the_groups_sweeps_point_by_point():
+    def merged(groups, **kwargs):  # one group for all: every point would train at one lr
+        params = [p for group in groups for p in (group["params"] if isinstance(group, dict) else [group])]
+        return torch.optim.SGD(params, **kwargs)
+
+    chosen = [
+        replace(point, optimizer=partial(merged, lr=lr_of(point)))
+        for point in points("sgd", 10, grid=(0.01, 0.1))
+    ]
+    assert prepare_points(chosen) is None
+    swept = fit_points(chosen)
+    assert not swept.stacked
+    for point, fitted in zip(chosen, swept.fitted, strict=True):
+        assert {**summarise(fitted), "seconds": 0} == {**alone(point), "seconds": 0}
 
 
 def test_optimizers_not_elementwise_sweep_point_by_point():
@@ -100,8 +117,9 @@ def test_a_factory_that_ignores_the_groups_is_refused():
         replace(point, optimizer=lambda params: torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))]))
         for point in points("sgd", 10, grid=(0.01, 0.1))
     ]
+    assert prepare_points(chosen) is None  # not one group per lr: it cannot stack
     with pytest.raises(StaleOptimizerError):
-        prepare_points(chosen)
+        fit_points(chosen)  # and point by point, each run's own check catches it
 
 
 def test_a_job_sweeps_the_registrys_settings_but_the_lr():

@@ -6,6 +6,8 @@ at every batch size of the line, 13 learning rates from 1e-4 to 1e2, over the se
 matrix trains.
 """
 
+import json
+
 import pytest
 
 from optbench import OPTIMIZERS
@@ -33,6 +35,8 @@ def test_the_file_was_swept_with_the_registrys_settings_of_today(name, batch_siz
     assert case.epochs == info.epochs_for(batch_size)
     assert case.seeds == info.auto_seeds()
     assert case.how == ("vectorised" if info.auto_seeds() > 1 else "point by point")
+    others = {k: v for k, v in info.scenario(batch_size).hyperparams if k != "lr"}
+    assert case.hyperparams == json.dumps(others, sort_keys=True, default=repr)
 
 
 def inside_a_window(lr, case):

@@ -62,7 +62,9 @@ class Replicas:
 
     Attributes:
         params: one stacked parameter per model parameter, replica dimension first;
-            the optimizer holds exactly these.
+            the optimizer holds exactly these. In a sweep (``lrs``), one parameter per
+            learning rate instead: a view of its replicas' rows of one tensor that holds
+            each replica's parameters side by side, which ``inputs`` are views of too.
         optimizer: built by the scenario's factory from ``params``.
         x: inputs, ``(K, n, ...)``; ``y`` likewise.
         seeds: each replica's seed, which also seeds its shuffle.
@@ -125,8 +127,10 @@ def prepare(
 
     Raises:
         NotVectorisableError: the models differ in structure or have buffers, the
-            data sets differ in shape, or the model cannot be traced under ``vmap``
-            (random layers, data-dependent control flow).
+            data sets differ in shape, the model cannot be traced under ``vmap``
+            (random layers, data-dependent control flow), or (a sweep) the optimizer
+            does not keep one group per learning rate as given.
+        ValueError: (a sweep) the replicas do not split evenly over ``lrs``.
     """
     try:
         stacked, buffers = stack_module_state([model.to(device) for model in models])
@@ -226,7 +230,17 @@ def _groups(
         param.grad = grad[rows]
         held.append(param)
         groups.append({"params": [param], "lr": lr})
-    return tuple(held), factory(groups), _columns(grad, inputs)  # type: ignore[arg-type]
+    built = factory(groups)  # type: ignore[arg-type]
+    found = list(getattr(built, "param_groups", ()))
+    same = len(found) == len(held) and all(
+        len(group.get("params", ())) == 1 and group["params"][0] is param and group.get("lr") == lr
+        for group, param, lr in zip(found, held, lrs, strict=False)
+    )
+    if not same:
+        # An optimizer that merges, reorders or adds groups, or changes a group's lr, would train
+        # other learning rates than the sweep's: its points run one after another instead.
+        raise NotVectorisableError("the optimizer does not keep one group per learning rate, as given")
+    return tuple(held), built, _columns(grad, inputs)
 
 
 def train(replicas: Replicas) -> Trace:
@@ -274,6 +288,8 @@ def train(replicas: Replicas) -> Trace:
             if groups:  # a learning rate whose replicas all diverged stops there, as its own run would
                 alive = finite.view(len(groups), -1).any(dim=1).tolist()
                 optimizer.param_groups[:] = [group for group, kept in zip(groups, alive, strict=True) if kept]
+    if groups:
+        optimizer.param_groups[:] = groups  # as built: every learning rate's group again
     host_losses = torch.stack(losses).cpu() if losses else epoch_loss[:0].cpu()
     host_loss = epoch_loss[: epochs_done + 1].cpu()
     if device.type == "cuda":

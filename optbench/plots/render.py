@@ -87,7 +87,7 @@ def _excess_limits(excess: pd.Series) -> tuple[float, float] | None:
     if not len(logs):
         return None
     top = min(logs.max(), logs.quantile(0.9) + 1)
-    return 10 ** (logs.min() - 0.3), 10 ** (top + 0.3)
+    return 10 ** (logs.min() - 0.3), 10 ** min(top + 0.3, 300.0)
 
 
 def sensitivity_figure(curves: pd.DataFrame, threshold: float = PASSING) -> Figure:

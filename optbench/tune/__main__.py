@@ -1,7 +1,8 @@
 """Sweeps the learning rate of every selected optimizer x problem x batch size (x dtype) over seeds.
 
-``python -m optbench.tune --out optbench/optimizers/tuned.json`` regenerates the committed
-tuned settings of the default registry on the line (13 learning rates, 32 seeds each).
+``python -m optbench.tune --tune-seeds auto --out optbench/optimizers/tuned.json`` regenerates
+the committed tuned settings of the default registry on the line (13 learning rates, over the
+seeds the default matrix trains: 32 for an elementwise optimizer, else 1).
 Each case prints its chosen lr, its passing window and its tunability as it finishes.
 """
 
@@ -21,25 +22,24 @@ from optbench.optimizers.registry import OPTIMIZERS, Registry
 from optbench.options import add_matrix_options, add_tune_options, check_names, parse_devices
 from optbench.problems import PROBLEMS
 from optbench.tune import settings
-from optbench.tune.settings import CaseRow
-from optbench.tune.sweep import Job, MissingExtraError, NoLearningRateError, check_takes_lr, sweep
+from optbench.tune.settings import CaseRow, describe
+from optbench.tune.sweep import (
+    Job,
+    MissingExtraError,
+    NoLearningRateError,
+    SchedulerError,
+    check_takes_lr,
+    sweep,
+)
 
 PROG = "python -m optbench.tune"
 
 
-def describe(row: CaseRow) -> str:
-    """One case's outcome on one line: ``adam-bs10-cpu: lr 0.3162, window 0.1-0.3162 (0.5 decades)``."""
-    suffix = "" if row.problem == PROBLEMS.default.name else f"-{row.problem}"
-    suffix += "" if row.dtype == "float32" else f"-{row.dtype}"
-    name = f"{row.optimizer}-bs{row.batch_size}-{row.device.replace(':', '')}{suffix}"
-    if row.window is None:
-        verdict = f"no lr passes; best pass rate {row.pass_rate:.2f} at lr {row.lr:g}"
-    else:
-        verdict = (
-            f"lr {row.lr:g}, window {row.window[0]:g}-{row.window[1]:g} ({row.tunability:.2f} decades), "
-            f"pass rate {row.pass_rate:.2f}"
-        )
-    return f"{name}: {verdict} [{len(row.grid)} lr x {row.seeds} seeds, {row.how}, {row.seconds:.1f} s]"
+def _say(row: CaseRow) -> None:
+    """Prints a finished case's line above the progress bar (``tqdm.write``)."""
+    from tqdm import tqdm  # the sweep has checked it is installed
+
+    tqdm.write(describe(row), file=sys.stdout)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,15 +132,17 @@ def _tune(argv: Sequence[str] | None) -> int:
             check_takes_lr(info)
     except (ValueError, NoLearningRateError) as error:
         parser.error(specs.one_line(str(error)))
+    except specs.USER_ERRORS as error:  # an added optimizer's constructor failed, built with an lr
+        parser.error(specs.one_line(f"building an optimizer with an lr raised {specs.raised(error)}"))
     command = shlex.join([*PROG.split(), *(sys.argv[1:] if argv is None else argv)])
     try:
-        rows = sweep(
-            jobs, n_jobs=args.jobs, dask=args.dask, done=lambda row: print(describe(row), flush=True)
-        )
+        rows = sweep(jobs, n_jobs=args.jobs, dask=args.dask, done=_say)
     except MissingExtraError as error:
         parser.exit(2, f"{PROG}: error: {error}\n")
-    except OSError as error:
-        parser.exit(2, f"{PROG}: error: --dask {args.dask}: cannot reach the scheduler ({error})\n")
+    except SchedulerError as error:
+        parser.exit(2, f"{PROG}: error: {error}\n")
+    except specs.USER_ERRORS as error:  # an optimizer's own code failed mid-sweep, here or in a worker
+        parser.exit(1, specs.one_line(f"{PROG}: error: a sweep failed: {specs.raised(error)}") + "\n")
     if args.out is not None:
         try:
             settings.write(args.out, rows, command)

@@ -7,9 +7,10 @@ a run of neighbouring grid points that all pass; its width in decades is
 
 The rule (``choose``):
 
-1. Where some point passes, take the widest window (by its width; between equally wide
-   ones, the one with the lower median of its points' 0.95-quantile excess loss, then
-   the lower learning rates). The chosen learning rate is the window's middle point;
+1. Where some point passes, take the widest window (by its width to 0.01 decades; between
+   equally wide ones, the one with the lower median of its points' 0.95-quantile excess
+   loss, then the lower learning rates). The chosen learning rate is the window's middle
+   point (by position on the grid, the log-middle on an evenly spaced one);
    of two middle points, the one with the higher pass rate, then the lower 0.95-quantile
    excess loss, then the lower learning rate. A learning rate in the middle of what
    passes keeps its distance from both edges, where a small change of torch or of the
@@ -36,9 +37,10 @@ PASSING = 0.95
 
 RULE = (
     "passing: pass rate >= 0.95; window: neighbouring passing grid points; tunability: the widest "
-    "window's log10(high / low), 0 where none passes; lr: the widest window's middle point (ties: "
-    "pass rate, then 0.95-quantile excess loss), or with no window the highest pass rate, then the "
-    "lowest 0.95-quantile excess loss"
+    "window's log10(high / low), 0 where none passes; the widest window (ties: lower median of its "
+    "0.95-quantile excess losses, then lower lrs); lr: its middle grid point (ties: pass rate, then "
+    "0.95-quantile excess loss, then the lower lr), or with no window the highest pass rate, then the "
+    "lowest 0.95-quantile excess loss, then the lowest median excess loss, then the lower lr"
 )
 """The rule in one line, as the tuned-settings file states it."""
 
@@ -52,7 +54,8 @@ class Point:
         pass_rate: the share of seeds that converged.
         excess_median: the median over seeds of the excess loss (``inf`` where diverged seeds reach it).
         excess_q95: the nearest-rank 0.95 quantile over seeds of the excess loss.
-        diverged: the share of seeds whose loss became NaN or infinite.
+        diverged: the share of seeds whose status is ``diverged``: the loss became NaN or infinite,
+            or ended above where it started (``optbench.record.checks.status``).
         seconds: this point's share of the training time.
     """
 
@@ -121,7 +124,7 @@ def choose(points: Sequence[Point]) -> Choice:
     widest = min(
         runs,
         key=lambda run: (
-            -round(width(run), 9),
+            -round(width(run), 2),  # the grid's rounded points make equal widths differ by 1e-4
             statistics.median(_nan_last(p.excess_q95) for p in run),
             run[0].lr,
         ),

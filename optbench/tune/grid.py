@@ -38,13 +38,17 @@ def check_grid(grid: Sequence[float]) -> tuple[float, ...]:
 
 
 def log_grid(low: float, high: float, per_decade: int) -> tuple[float, ...]:
-    """``per_decade`` points a decade from ``low`` to ``high`` (both kept), rounded to four digits."""
+    """``per_decade`` points a decade from ``low`` up to ``high``, rounded to four digits.
+
+    ``high`` is kept where it lies on the steps (``1e-4:1e2:2``); otherwise the grid stops at the
+    last step below it.
+    """
     if not (0 < low <= high and math.isfinite(high)) or per_decade < 1:
         raise ValueError(
             "a log grid needs 0 < low <= high and at least one point a decade, "
             f"got {low!r}:{high!r}:{per_decade!r}"
         )
-    steps = round((math.log10(high) - math.log10(low)) * per_decade)
+    steps = math.floor((math.log10(high) - math.log10(low)) * per_decade + 1e-9)
     if steps + 1 > MAX_POINTS:
         raise ValueError(
             f"the learning-rate grid would have {steps + 1} points, more than {MAX_POINTS}; give fewer"

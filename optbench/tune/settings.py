@@ -1,8 +1,8 @@
 """Tuned settings as data: one JSON file of every case's sweep, its chosen lr and its window.
 
 ``optbench/optimizers/tuned.json`` holds the default registry's sweep of the line, made by
-``python -m optbench.tune --out optbench/optimizers/tuned.json``; ``tests/test_tuned.py``
-shows each registry learning rate lies in its measured window. The file is validated on
+``python -m optbench.tune --tune-seeds auto --out optbench/optimizers/tuned.json``;
+``tests/test_tuned.py`` shows each registry learning rate lies in a measured window. The file is validated on
 load (``read``): a damaged or foreign file is one line naming it and the fix.
 """
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from optbench.files import write_atomic
 from optbench.optimizers.specs import one_line
+from optbench.problems import PROBLEMS
 from optbench.record import NAME
 from optbench.scenario import DTYPES
 from optbench.tune.choose import RULE, Choice, Point, choose
@@ -74,6 +75,8 @@ class CaseRow(_Model):
     batch_size: Annotated[int, Field(ge=1)]
     dtype: Literal[tuple(DTYPES)]  # type: ignore[valid-type]
     device: _Name
+    hyperparams: Annotated[str, Field(max_length=10_000)]
+    """The other keyword arguments the sweep held fixed, as a JSON object (the record's ``hyperparams``)."""
     lr: _Rate
     window: tuple[_Rate, _Rate] | None
     tunability: Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -94,7 +97,7 @@ class CaseRow(_Model):
         choice = choose([row.point() for row in self.points])
         if (choice.lr, choice.window) != (self.lr, self.window) or abs(
             choice.tunability - self.tunability
-        ) > 1e-6:
+        ) > 1e-3:  # the file keeps it to three decimals
             raise ValueError(
                 f"its lr, window and tunability are not what the rule chooses from its points "
                 f"(lr {choice.lr:g}, tunability {choice.tunability:.3f})"
@@ -133,6 +136,21 @@ class TunedFile(_Model):
             if case.key == (optimizer, problem, batch_size, dtype):
                 return case
         return None
+
+
+def describe(row: CaseRow) -> str:
+    """One case's outcome on one line: ``adam-bs10-cpu: lr 0.3162, window 0.1-0.3162 (0.50 decades) ...``."""
+    suffix = "" if row.problem == PROBLEMS.default.name else f"-{row.problem}"
+    suffix += "" if row.dtype == "float32" else f"-{row.dtype}"
+    name = f"{row.optimizer}-bs{row.batch_size}-{row.device.replace(':', '')}{suffix}"
+    if row.window is None:
+        verdict = f"no lr passes; best pass rate {row.pass_rate:.2f} at lr {row.lr:g}"
+    else:
+        verdict = (
+            f"lr {row.lr:g}, window {row.window[0]:g}-{row.window[1]:g} ({row.tunability:.2f} decades), "
+            f"pass rate {row.pass_rate:.2f}"
+        )
+    return f"{name}: {verdict} [{len(row.grid)} lr x {row.seeds} seeds, {row.how}, {row.seconds:.1f} s]"
 
 
 def point_row(point: Point) -> PointRow:

@@ -22,6 +22,7 @@ import torch
 from optbench.engine import summarise
 from optbench.engine.sweep import LR, fit_points
 from optbench.optimizers.registry import OptimizerInfo
+from optbench.optimizers.specs import one_line
 from optbench.options import DEFAULT_SEEDS
 from optbench.problems import Problem
 from optbench.record import spread
@@ -58,7 +59,7 @@ def check_takes_lr(info: OptimizerInfo) -> None:
 
 @dataclass(frozen=True)
 class Job:
-    """One case to sweep; picklable, so it can travel to another process or machine."""
+    """One case to sweep; cloudpickle (joblib's loky, Dask) carries it to another process or machine."""
 
     info: OptimizerInfo
     problem: Problem
@@ -155,9 +156,10 @@ def sweep_case(job: Job) -> CaseRow:
         batch_size=job.batch_size,
         dtype=job.dtype,
         device=job.device,
+        hyperparams=json.dumps({k: v for k, v in base.hyperparams if k != LR}, sort_keys=True, default=repr),
         lr=choice.lr,
         window=choice.window,
-        tunability=round(choice.tunability, 6),
+        tunability=round(choice.tunability, 3),
         pass_rate=at.pass_rate,
         grid=list(job.grid),
         seeds=base.seeds,
@@ -168,6 +170,10 @@ def sweep_case(job: Job) -> CaseRow:
         seconds=round(total, 6),
         points=[point_row(point) for point in found],
     )
+
+
+class SchedulerError(ConnectionError):
+    """The Dask scheduler cannot be reached at the address given."""
 
 
 class MissingExtraError(ImportError):
@@ -205,7 +211,7 @@ def sweep(
     Raises:
         MissingExtraError: joblib or tqdm (``optbench[tune]``) or distributed (``optbench[dask]``)
             is missing.
-        OSError: the scheduler cannot be reached.
+        SchedulerError: the scheduler cannot be reached.
     """
     joblib = _needs("joblib", "tune")
     tqdm = _needs("tqdm", "tune").tqdm
@@ -234,8 +240,10 @@ def _run(joblib: Any, jobs: Sequence[Job], n_jobs: int, dask: str | None) -> Ite
         yield from joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
         return
     distributed = _needs("distributed", "dask")
-    with (
-        distributed.Client(dask, timeout="10s", set_as_default=False) as client,
-        joblib.parallel_config(backend="dask", client=client),
-    ):
+    try:
+        client = distributed.Client(dask, timeout="10s", set_as_default=False)
+    except (OSError, ValueError, TypeError) as error:  # unreachable, or not a scheduler address
+        reason = one_line(str(error), 160)
+        raise SchedulerError(f"--dask {dask}: cannot reach the scheduler ({reason})") from None
+    with client, joblib.parallel_config(backend="dask", client=client):
         yield from joblib.Parallel(return_as="generator_unordered")(tasks)

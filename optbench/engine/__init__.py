@@ -373,23 +373,37 @@ def _finish(
     )
 
 
-def _fit_vectorised(ready: Vectorised) -> Fitted:
-    trace = replicas.train(ready.replicas)
-    per_epoch = math.ceil(ready.replicas.x.shape[1] / ready.replicas.batch_size)
+def replica_fits(
+    scenario: Scenario,
+    stacked: Replicas,
+    trace: replicas.Trace,
+    optima: Sequence[Reference],
+    targets: Sequence[tuple[float, ...]],
+    first: int = 0,
+) -> list[SeedFit]:
+    """Each seed of ``scenario`` as one replica's outcome of a vectorised run, from row ``first`` on."""
+    per_epoch = math.ceil(stacked.x.shape[1] / stacked.batch_size)
     seeds = []
-    for index, single in enumerate(seed_scenarios(ready.scenario)):
-        steps = min(trace.epochs_done[index] * per_epoch, trace.losses.shape[0])
+    for index, single in enumerate(seed_scenarios(scenario)):
+        row = first + index
+        steps = min(trace.epochs_done[row] * per_epoch, trace.losses.shape[0])
         seeds.append(
             SeedFit(
                 scenario=single,
                 seconds=trace.seconds,
-                epoch_values=trace.epoch_loss[index],
-                losses=trace.losses[:steps, index],
-                model=partial(replicas.model, ready.replicas, index),
-                optimum=ready.optima[index],
-                target=ready.targets[index],
+                epoch_values=trace.epoch_loss[row],
+                losses=trace.losses[:steps, row],
+                model=partial(replicas.model, stacked, row),
+                optimum=optima[index],
+                target=targets[index],
             )
         )
+    return seeds
+
+
+def _fit_vectorised(ready: Vectorised) -> Fitted:
+    trace = replicas.train(ready.replicas)
+    seeds = replica_fits(ready.scenario, ready.replicas, trace, ready.optima, ready.targets)
     return Fitted(ready.scenario, seeds, trace.seconds, "vectorised")
 
 

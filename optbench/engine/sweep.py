@@ -11,22 +11,20 @@ points run one after another through ``engine.fit``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 
 import torch
 
 from optbench.engine import (
     Fitted,
-    SeedFit,
     _data,
     _model,
     _target,
     check_bound,
     fit,
     prepare,
+    replica_fits,
     replicas,
     seed_scenarios,
 )
@@ -136,24 +134,11 @@ def fit_points(points: Sequence[Scenario]) -> Swept:
         fitted = [fit(prepare(point)) for point in points]
         return Swept(fitted, False, sum(one.seconds for one in fitted))
     trace = replicas.train(stacked.replicas)
-    per_epoch = math.ceil(stacked.replicas.x.shape[1] / stacked.replicas.batch_size)
     count = len(stacked.optima)
     fitted = []
     for position, point in enumerate(stacked.points):
-        seeds = []
-        for index, single in enumerate(seed_scenarios(point)):
-            row = position * count + index
-            steps = min(trace.epochs_done[row] * per_epoch, trace.losses.shape[0])
-            seeds.append(
-                SeedFit(
-                    scenario=single,
-                    seconds=trace.seconds,
-                    epoch_values=trace.epoch_loss[row],
-                    losses=trace.losses[:steps, row],
-                    model=partial(replicas.model, stacked.replicas, row),
-                    optimum=stacked.optima[index],
-                    target=stacked.targets[index],
-                )
-            )
+        seeds = replica_fits(
+            point, stacked.replicas, trace, stacked.optima, stacked.targets, first=position * count
+        )
         fitted.append(Fitted(point, seeds, trace.seconds, "vectorised"))
     return Swept(fitted, True, trace.seconds)

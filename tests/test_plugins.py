@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optbench import OPTIMIZERS, plugin, prepare, train
+from optbench import OPTIMIZERS, messages, plugin, prepare, train
 from optbench.gate import main as gate
 from optbench.optimizers import specs
 from optbench.report import main as report
@@ -545,7 +545,7 @@ def test_whatever_a_plug_in_raises_is_one_usage_error_line(pytester, case):
     result = pytester.runpytest(*([option] if option else []), *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
-    assert len(errors) == 1 and len(errors[0]) <= len("ERROR: ") + specs.LINE_LIMIT, errors
+    assert len(errors) == 1 and len(errors[0]) <= len("ERROR: ") + messages.LINE_LIMIT, errors
     result.stderr.fnmatch_lines([message])
     output = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in output and "INTERNALERROR" not in output
@@ -597,7 +597,7 @@ def test_a_10_mb_keyword_argument_gives_a_short_error_line(matrix):
     result = matrix.runpytest(f'--optbench-optimizer=x=torch.optim:SGD{{"lr": "{huge}"}}', *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (line,) = [line for line in result.stderr.lines if line.startswith("ERROR:")]
-    assert len(line) <= len("ERROR: ") + specs.LINE_LIMIT
+    assert len(line) <= len("ERROR: ") + messages.LINE_LIMIT
     assert line.startswith('ERROR: --optbench-optimizer \'x=torch.optim:SGD{"lr": "aaa')
     assert "characters cut" in line
     assert line.endswith("fails: '<' not supported between instances of 'str' and 'float'")

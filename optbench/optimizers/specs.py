@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from optbench.messages import one_line
 from optbench.optimizers.registry import OptimizerInfo
 
 if sys.version_info >= (3, 11):
@@ -44,26 +45,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
 USER_ERRORS = (Exception, SystemExit)
 """What a plug-in's own code may raise that becomes a one-line error: anything but
 ``KeyboardInterrupt`` (and ``GeneratorExit``), so Ctrl-C still stops the run."""
-
-LINE_LIMIT = 300
-"""The longest error line, in characters; ``one_line`` cuts longer ones in the middle."""
-
-
-def one_line(text: str, limit: int = LINE_LIMIT) -> str:
-    """``text`` as one line of at most ``limit`` characters.
-
-    Line breaks become single spaces. A longer line keeps its start (what is wrong) and its
-    end (the fix), with a note of how much was cut between them: a 10 MB keyword argument
-    must not make a 10 MB error line.
-    """
-    flat = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    if len(flat) <= limit:
-        return flat
-    room = limit - len(f" … ({len(flat)} characters cut) … ")
-    head = max(room * 2 // 3, 0)
-    tail = max(room - head, 0)
-    note = f" … ({len(flat) - head - tail} characters cut) … "
-    return flat[:head] + note + (flat[-tail:] if tail else "")
 
 
 def raised(error: BaseException) -> str:

@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from optbench.optimizers.specs import one_line
+from optbench.messages import one_line
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(f"{10 ** (step / 2):.4g}") for step in range(-8, 5))
 """1e-4 to 1e2 in half-decade steps: 13 points (``3.162e-4`` stands for ``10 ** -3.5``)."""

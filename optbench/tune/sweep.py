@@ -21,8 +21,8 @@ import torch
 
 from optbench.engine import summarise
 from optbench.engine.sweep import LR, fit_points
+from optbench.messages import one_line
 from optbench.optimizers.registry import OptimizerInfo
-from optbench.optimizers.specs import one_line
 from optbench.options import DEFAULT_SEEDS
 from optbench.problems import Problem
 from optbench.record import spread

@@ -18,16 +18,28 @@ from optbench.problems.base import (
     cached,
     judged_against,
 )
+from optbench.problems.ill_conditioned import ILL_CONDITIONED
 from optbench.problems.line import LINE
+from optbench.problems.logistic import LOGISTIC
+from optbench.problems.noisy_quadratic import NOISY_QUADRATIC
+from optbench.problems.rosenbrock import ROSENBROCK
+from optbench.problems.sine import SINE
 
-PROBLEMS = Problems((LINE,))
-"""Every registered problem; ``line`` (the tutorial's) comes first and is the default."""
+PROBLEMS = Problems((LINE, ILL_CONDITIONED, LOGISTIC, ROSENBROCK, NOISY_QUADRATIC, SINE))
+"""Every registered problem; ``line`` (the tutorial's) comes first and is the default, then the
+diagnostic suite: ill-conditioning, a convex fit without closed form, a curved valley, gradient
+noise against batch size, and a small nonconvex network."""
 
 __all__ = [
     "GENERIC",
+    "ILL_CONDITIONED",
     "LINE",
+    "LOGISTIC",
+    "NOISY_QUADRATIC",
     "NO_DATA",
     "PROBLEMS",
+    "ROSENBROCK",
+    "SINE",
     "Data",
     "Loss",
     "Measure",

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from optbench.devices import parse_device
+from optbench.messages import one_line
 from optbench.optimizers.registry import IMPLS
-from optbench.optimizers.specs import one_line
 from optbench.problems import PROBLEMS
 from optbench.results import BENCHMARKS_DIR
 from optbench.scenario import DTYPES, MAX_SEED
@@ -73,7 +73,8 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
         type=parse_batch_sizes,
         default=None,
         metavar="SIZES",
-        help="comma-separated batch sizes (default: each problem's own; the "
+        help="comma-separated batch sizes; one larger than a problem's data runs as its full batch (once), "
+        "and a problem without data runs full batch alone (default: each problem's own; the "
         f"{PROBLEMS.default.name}'s are {','.join(map(str, PROBLEMS.default.batch_sizes))})",
     )
     addoption(
@@ -175,7 +176,10 @@ def _past_int_limit(text: str) -> bool:
 
 
 def parse_batch_sizes(value: str) -> tuple[int, ...]:
-    """``"1,10"`` -> ``(1, 10)``: positive integers."""
+    """``"1,10"`` -> ``(1, 10)``: positive integers.
+
+    Each problem clamps them to its data's size afterwards (``Problem.batch_sizes_for``).
+    """
     sizes = []
     for item in _items(value):
         size = _at_least(item, 1)

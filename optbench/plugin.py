@@ -421,14 +421,18 @@ def _cases(
     impls: Sequence[str] | None,
     dtypes: Sequence[str] | None,
 ) -> list[Any]:
-    """The matrix's cases on one problem, with their marks; ``crossed``: the problem is a parameter."""
+    """The matrix's cases on one problem, with their marks; ``crossed``: the problem is a parameter.
+
+    The batch sizes are ``Problem.batch_sizes_for``'s: clamped to the data's size, repeats once, and
+    one full batch for a problem without data.
+    """
     # Under --optbench-tune the sweep's verdict (the scenario fixture's mark) replaces the registry's
     # expected failures, which were measured at its own hand-picked settings.
     tuned = config.getoption("optbench_tune")
     cases = []
     for name, batch_size, device, impl, dtype in itertools.product(
         names,
-        config.getoption("optbench_batch_sizes") or problem.batch_sizes,
+        problem.batch_sizes_for(config.getoption("optbench_batch_sizes")),
         config.getoption("optbench_devices"),
         impls or ("",),
         dtypes or ("float32",),

@@ -51,7 +51,9 @@ class Scenario:
         name: short lower-case name of the optimizer set-up, the first part of ``id``.
         optimizer: builds the optimizer from the parameters it is given, which are
             always those of the model built for this run.
-        batch_size: samples per step; the dataset's size means full batch.
+        batch_size: samples per step; the dataset's size means full batch. A problem
+            without data (``Problem.data`` ``None``) and no ``dataset`` has no batch
+            size to choose: it takes 1, full batch, and its ids say ``full``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         epochs: passes over the data.
         seed: seeds the data noise, the model's initialisation and the shuffle.
@@ -110,19 +112,32 @@ class Scenario:
         if self.problem.name in DTYPES:  # its ids would read as the line's in that dtype
             raise ValueError(f"problem name {self.problem.name!r} is a dtype's; give the problem another")
         check_metric_names(self.problem.metrics)
+        if self.full_batch_only and self.batch_size != 1:
+            raise ValueError(
+                f"problem {self.problem.name!r} has no data, so no batch sizes: it trains full batch; "
+                f"give batch_size 1, not {self.batch_size}"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"scenario dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+
+    @property
+    def full_batch_only(self) -> bool:
+        """Whether the scenario has no batch-size axis: its problem has no data and it brings none."""
+        return self.problem.data is None and self.dataset is None
 
     @property
     def id(self) -> str:
         """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key.
 
         A problem other than the default, then a dtype other than float32, end it
-        (``adam-bs10-cpu-float64``, ``adam-bs10-cpu-quiet-float64``).
+        (``adam-bs10-cpu-float64``, ``adam-bs10-cpu-quiet-float64``). A problem without data
+        has no batch size, so its ids say ``full`` instead (``adam-full-cpu-rosenbrock``); a
+        problem with data keeps ``bs<N>`` even at full batch.
         """
         suffix = "" if self.problem.name == PROBLEMS.default.name else f"-{self.problem.name}"
         suffix += "" if self.dtype == "float32" else f"-{self.dtype}"
-        return f"{self.name}-bs{self.batch_size}-{self.device.replace(':', '')}{suffix}"
+        batch = "full" if self.full_batch_only else f"bs{self.batch_size}"
+        return f"{self.name}-{batch}-{self.device.replace(':', '')}{suffix}"
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -169,7 +169,8 @@ class Problem:
             none); the record keeps them under their names (non-finite as ``None``).
         truth: the parameters the data were generated from, where known (the
             line's slope and intercept); ``None`` where only the reference is.
-        batch_sizes: the default matrix's batch sizes; the data's size is full batch.
+        batch_sizes: the default matrix's batch sizes; the data's size is full batch, and
+            a larger one runs as full batch (``batch_sizes_for``).
         epochs: epochs per batch size in the default matrix (a mapping, kept as
             sorted ``(batch size, epochs)`` pairs).
         default_epochs: epochs for a batch size not in ``epochs``.
@@ -212,6 +213,24 @@ class Problem:
         """The names ``measure`` must return: the table's metrics that are not ``GENERIC``."""
         generic = {metric.name for metric in GENERIC}
         return tuple(metric.name for metric in self.metrics if metric.name not in generic)
+
+    @functools.cached_property
+    def size(self) -> int:
+        """Samples in seed 0's data (every seed's data has as many): full batch. 1 without data.
+
+        Built once per problem and kept (a frozen dataclass's ``__dict__`` can still cache).
+        """
+        return int(self.seed_data(0)[0].shape[0])
+
+    def batch_sizes_for(self, asked: Sequence[int] | None = None) -> tuple[int, ...]:
+        """The batch sizes a matrix runs on this problem, in the order asked.
+
+        ``asked`` (``None`` or empty: the problem's own ``batch_sizes``) is clamped to the data's
+        ``size``, so a larger batch runs as full batch, and sizes that end up equal run once:
+        ``(50, 100, 500)`` on 100 samples gives ``(50, 100)``. A problem without data has no
+        batch-size axis: it gives ``(1,)``, full batch, whatever is asked.
+        """
+        return tuple(dict.fromkeys(min(int(size), self.size) for size in (asked or self.batch_sizes)))
 
     def epochs_for(self, batch_size: int) -> int:
         """The epochs a scenario at ``batch_size`` trains by default."""

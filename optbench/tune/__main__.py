@@ -100,7 +100,7 @@ def _jobs(args: argparse.Namespace, registry: Registry) -> list[Job]:
     for problem, name, dtype, device in itertools.product(
         problems, names, args.dtypes or ("float32",), args.device
     ):
-        for batch_size in args.batch_sizes or problem.batch_sizes:
+        for batch_size in problem.batch_sizes_for(args.batch_sizes):
             jobs.append(
                 Job(registry[name], problem, batch_size, dtype, device, args.lr_grid, args.tune_seeds)
             )

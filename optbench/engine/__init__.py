@@ -222,6 +222,8 @@ class SeedFit:
     A replica's model is rebuilt in a shared template, valid until the next replica's."""
     optimum: Reference
     target: tuple[float, ...]
+    steps_per_epoch: int
+    """Optimizer steps per epoch: ``ceil(n / batch_size)`` for ``n`` samples (1 without data)."""
 
 
 @dataclass
@@ -265,6 +267,7 @@ def _record(fit: SeedFit) -> dict[str, Any]:
         "step_loss_stride": stride,
     }
     record["status"] = checks.status(record)
+    record["target_step"], record["target_seconds"] = checks.time_to_target(record, fit.steps_per_epoch)
     return record
 
 
@@ -370,6 +373,7 @@ def _finish(
         model=lambda: prepared.model,
         optimum=prepared.optimum,
         target=prepared.target,
+        steps_per_epoch=math.ceil(prepared.x.shape[0] / prepared.scenario.batch_size),
     )
 
 
@@ -396,6 +400,7 @@ def replica_fits(
                 model=partial(replicas.model, stacked, row),
                 optimum=optima[index],
                 target=targets[index],
+                steps_per_epoch=per_epoch,
             )
         )
     return seeds
@@ -428,11 +433,16 @@ def fit(ready: Ready) -> Fitted:
 
 
 def summarise(fitted: Fitted) -> Record:
-    """The flat record of a fitted scenario: the first seed's fields, and the spread over seeds."""
+    """The flat record of a fitted scenario: the first seed's fields, and the spread over seeds.
+
+    Each seed's time to target (``checks.time_to_target``) is timed by its own training seconds: a
+    vectorised run's, which all its seeds share, or that seed's own run's.
+    """
     records = [_record(seed) for seed in fitted.seeds]
     record = {**records[0], "seconds": fitted.seconds, "seed": fitted.scenario.seed, "seed_runs": fitted.how}
     table = fitted.scenario.problem.table
     record.update(spread.over_seeds(records, table))
+    record.update(spread.over_seeds_to_target(records))
     record["status"] = checks.status(record)
     return {name: record[name] for name in fields(table)}  # the declared fields, in their order
 

@@ -1,11 +1,13 @@
 """The record: the flat, JSON-ready dict one training run produces, declared once.
 
-Every field of a record is in one of five groups, declared here and nowhere else:
+Every field of a record is in one of six groups, declared here and nowhere else:
 
 - ``METADATA``: what ran and how it ended (id, problem, optimizer, ..., status, the metric table);
 - scalars: the first seed's value of each metric of the problem's table, under the metric's name;
 - per-seed lists: ``seed_<metric>`` for each metric, and ``seed_status``;
 - quantiles over seeds, ``<metric>_qNN``, of each metric that has a bound;
+- ``TARGET``: when the loss first came within the problem's ``excess_loss`` bound (time to
+  target): the first seed's step and time, each seed's, and the median step over seeds;
 - ``CURVES``: the per-epoch and per-step losses, and the per-epoch loss's band over seeds.
 
 The scalar names come from the problem (``optbench.problems``); this module only says how they
@@ -36,7 +38,11 @@ SCHEMA_VERSION = 3
 Version 2 added the multi-seed fields and ``dtype``; version 3 made the problem a field and its
 metrics the record's (``final_mse`` became ``final_loss``, ``optimum_mse`` ``reference_loss``,
 ``epoch_mse`` ``epoch_loss``; ``metrics`` holds the problem's metric table). Records of versions 1
-and 2, all of the line, read as version 3 (``optbench.problems.line.from_schema2``)."""
+and 2, all of the line, read as version 3 (``optbench.problems.line.from_schema2``).
+
+Fields declared ``optional`` since (the ``TARGET`` group) left the version at 3: a record may lack
+them or hold ``null``, so a record saved before them reads as it did (each ``None``), and a reader
+before them ignores them."""
 
 Record = dict[str, Any]
 """What the engine returns and the benchmark stores in ``extra_info``: the fields declared here."""
@@ -64,6 +70,10 @@ class Field:
         pattern: a regular expression a string must match (``None``: any).
         baseline: whether a baseline file keeps the field (``optbench.baseline`` drops set-up,
             timings and curves).
+        optional: whether a record may lack the field or hold ``null`` in it: a field added to
+            schema 3 after records of it were saved (``None`` where absent).
+        items: for a list, the kind of each entry, checked with ``minimum`` and ``maximum``
+            (``null`` entries too where ``optional``); ``None``: entries are not checked here.
 
     The schema a reader validates saved records with (``optbench.record.schema``) is built from
     these declarations: kind, bounds and choices are all it checks of a field.
@@ -78,6 +88,8 @@ class Field:
     choices: tuple[str, ...] = ()
     pattern: str | None = None
     baseline: bool = True
+    optional: bool = False
+    items: type | None = None
 
 
 NAME = r"^[^\x00-\x1f\x7f]{1,200}$"
@@ -133,6 +145,57 @@ CURVES = (
 
 SEED_STATUS = Field("seed_status", list, "each seed's status, in seed order", choices=STATUSES)
 
+TARGET = (
+    Field(
+        "target_step",
+        int,
+        "the first seed's optimizer step at which its full-data loss first came within the "
+        "excess_loss bound of the reference loss (0: before training); null if it never did or the "
+        "problem bounds no excess_loss",
+        minimum=0,
+        optional=True,
+    ),
+    Field(
+        "target_seconds",
+        float,
+        "target_step's time, estimated from a uniform step rate: the first seed's training seconds "
+        "x target_step / steps; null where target_step is",
+        minimum=0,
+        optional=True,
+        baseline=False,
+    ),
+    Field(
+        "seed_target_step",
+        list,
+        "each seed's target_step, in seed order (null for a seed that never got there)",
+        minimum=0,
+        optional=True,
+        items=int,
+    ),
+    Field(
+        "seed_target_seconds",
+        list,
+        "each seed's target_seconds, in seed order (a vectorised run's seeds share its seconds)",
+        minimum=0,
+        optional=True,
+        items=float,
+        baseline=False,
+    ),
+    Field(
+        "target_step_q50",
+        int,
+        "the nearest-rank median of seed_target_step, a seed that never got there counted as "
+        "infinitely late; null when the median is such a seed",
+        minimum=0,
+        optional=True,
+    ),
+)
+"""Time to target, as AlgoPerf compares optimizers: when, not only whether, the loss got within its
+bound (``optbench.record.checks.time_to_target``). Optional: records saved before them lack them."""
+
+SEED_TARGET = tuple(field.name for field in TARGET if field.kind is list)
+"""The time-to-target fields that hold one entry per seed."""
+
 
 SOURCE = (
     Field("run", str, "the saved run's file name, without .json"),
@@ -167,7 +230,7 @@ def check_metric_names(metrics: Iterable[Metric]) -> None:
     A metric named ``steps`` would overwrite the record's step count; ``seed_x`` and ``x_q95``
     would be read as another metric's per-seed list and quantile.
     """
-    taken = {field.name for field in (*METADATA, *CURVES, SEED_STATUS, *SOURCE, *TIMING, PASSED)}
+    taken = {field.name for field in (*METADATA, *CURVES, SEED_STATUS, *TARGET, *SOURCE, *TIMING, PASSED)}
     for metric in metrics:
         if metric.name in taken or metric.name.startswith("seed_") or _QUANTILE.search(metric.name):
             raise ValueError(
@@ -242,5 +305,6 @@ def fields(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
         *scalar_fields(metrics),
         *seed_fields(metrics),
         *quantile_fields(metrics),
+        *(field.name for field in TARGET),
         *(field.name for field in CURVES),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -146,11 +146,36 @@ def assert_converged(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT
         raise ConvergenceError(f"{record['id']} did not converge: " + "; ".join(missed))
 
 
-def _excess_bound(record: Mapping[str, Any], thresholds: Thresholds) -> float:
+def excess_bound(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float | None:
+    """The bound on ``record``'s ``excess_loss`` (its problem's, or ``thresholds``'), or ``None`` for none."""
     for metric in thresholds.judged(record):
         if metric.name == "excess_loss":
-            return metric.bound  # type: ignore[return-value]
-    raise ValueError(f"{record['id']}: its problem bounds no excess_loss, so no epoch gets within it")
+            return metric.bound
+    return None
+
+
+def first_epoch_within(
+    epoch_loss: Sequence[float | None], reference_loss: float | None, bound: float, *, start: int = 1
+) -> int | None:
+    """The first epoch from ``start`` on whose full-data loss is within ``bound`` of the reference.
+
+    Args:
+        epoch_loss: the full-data loss before training (index 0) and after each epoch; a missing
+            loss (``None``, or NaN in a row read into pandas) is never within.
+        reference_loss: the reference solution's loss (``None`` or NaN: no epoch is within).
+        bound: the largest excess, ``loss - reference_loss``, that counts as within.
+        start: the first epoch to look at: 1 skips the loss before training.
+
+    Returns:
+        The epoch, or ``None`` when none from ``start`` on got there.
+    """
+    if _missing_number(reference_loss):
+        return None
+    for epoch in range(start, len(epoch_loss)):
+        loss = epoch_loss[epoch]
+        if loss is not None and loss - reference_loss <= bound:  # type: ignore[operator]
+            return epoch
+    return None
 
 
 def epochs_to_converge(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> int | None:
@@ -158,12 +183,46 @@ def epochs_to_converge(record: Mapping[str, Any], thresholds: Thresholds = DEFAU
 
     Returns:
         The epoch (1-based), or ``None`` when no epoch got there.
+
+    Raises:
+        ValueError: the record's problem (or ``thresholds``) bounds no ``excess_loss``.
     """
-    limit = record["reference_loss"] + _excess_bound(record, thresholds)
-    for epoch, loss in enumerate(record["epoch_loss"]):
-        if epoch > 0 and loss is not None and loss <= limit:
-            return epoch
-    return None
+    bound = excess_bound(record, thresholds)
+    if bound is None:
+        raise ValueError(f"{record['id']}: its problem bounds no excess_loss, so no epoch gets within it")
+    return first_epoch_within(record["epoch_loss"], record["reference_loss"], bound, start=1)
+
+
+def time_to_target(
+    record: Mapping[str, Any], steps_per_epoch: int, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> tuple[int | None, float | None]:
+    """The optimizer step at which a one-seed record's loss first got within its excess bound, and its time.
+
+    The step is ``min(e * steps_per_epoch, steps)`` for the first epoch ``e`` (0: before training)
+    whose full-data loss (``epoch_loss``) was within the ``excess_loss`` bound of
+    ``reference_loss``, as ``epochs_to_converge`` finds it from epoch 1 on. The time is an estimate
+    from a uniform step rate: the record's training ``seconds`` x step / ``steps``.
+
+    Args:
+        record: one seed's record: ``epoch_loss``, ``reference_loss``, ``steps``, ``seconds`` and
+            the ``metrics`` table.
+        steps_per_epoch: optimizer steps per epoch, ``ceil(n / batch_size)`` for ``n`` samples.
+        thresholds: bounds to replace the problem's (by default its own).
+
+    Returns:
+        ``(target_step, target_seconds)``, both ``None`` when no epoch got within the bound or
+        the problem bounds no ``excess_loss``.
+    """
+    bound = excess_bound(record, thresholds)
+    if bound is None:
+        return None, None
+    epoch = first_epoch_within(record["epoch_loss"], record["reference_loss"], bound, start=0)
+    if epoch is None:
+        return None, None
+    steps = int(record["steps"])
+    step = min(epoch * steps_per_epoch, steps)
+    seconds = float(record["seconds"]) * step / steps if steps else 0.0
+    return step, seconds if math.isfinite(seconds) else None
 
 
 def assert_falls_faster(

@@ -5,7 +5,8 @@ metric table, never written out by hand: a field's kind, bounds and choices beco
 type, and the table names the scalar, per-seed and quantile fields. Validation is strict: a count
 saved as the string ``"32"`` or a status that is not one of the three is an error, not a value
 to guess at. JSON has no NaN, so a record saves a non-finite metric as ``null``; every metric and
-curve value may be ``null`` (a diverged seed), no count or set-up field may.
+curve value may be ``null`` (a diverged seed), no count or set-up field may. A field declared
+``optional`` (time to target) may be ``null`` or absent, in a record of any version.
 
 Each check raises ``SchemaError`` with one line that names the field and what is wrong with it;
 ``optbench.results`` adds the file and the scenario.
@@ -26,6 +27,8 @@ from optbench.record import (
     METADATA,
     SCHEMA_VERSION,
     SEED_STATUS,
+    SEED_TARGET,
+    TARGET,
     TIMING,
     Field,
     check_metric_names,
@@ -52,11 +55,14 @@ class SchemaError(ValueError):
 
 
 def _annotation(field: Field) -> Any:
-    """A declared field's pydantic type: its kind, with its bounds and choices."""
+    """A declared field's pydantic type: its kind, with its bounds and choices (a list's entries' kind)."""
     if field.choices:
         return Literal[field.choices]  # type: ignore[valid-type]
     if field.kind is list:
-        return list[Any]
+        if field.items is None:
+            return list[Any]
+        entry: Any = Annotated[field.items, pydantic.Field(ge=field.minimum, le=field.maximum)]
+        return list[entry | None] if field.optional else list[entry]  # type: ignore[valid-type]
     constraints = pydantic.Field(ge=field.minimum, le=field.maximum, pattern=field.pattern)
     return Annotated[field.kind, constraints]
 
@@ -149,8 +155,8 @@ def record_model(
     """The pydantic model of a record with this metric table, as saved in a run or a baseline file.
 
     A record of today's schema must hold every declared field (a baseline file every field it
-    keeps); one of an older schema, read as today's, must hold ``OLD_NEEDED``, and every other
-    field it holds is checked all the same.
+    keeps) but the ``optional`` ones; one of an older schema, read as today's, must hold
+    ``OLD_NEEDED``, and every other field it holds is checked all the same.
     """
     declared: list[tuple[str, Any]] = [
         (field.name, _annotation(field)) for field in METADATA if field.name != "metrics"
@@ -159,17 +165,20 @@ def record_model(
     declared += [(name, list[MetricValue]) for name in seed_fields(metrics)[:-1]]
     declared.append((SEED_STATUS.name, list[Literal[SEED_STATUS.choices]]))  # type: ignore[valid-type]
     declared += [(name, MetricValue) for name in quantile_fields(metrics)]
+    declared += [(field.name, _annotation(field)) for field in TARGET]
     curve = Annotated[list[MetricValue], pydantic.Field(min_length=1)]
     declared += [(field.name, curve if field.name == "epoch_loss" else list[MetricValue]) for field in CURVES]
-    dropped = {field.name for field in (*METADATA, *CURVES) if not field.baseline} if baseline else set()
+    own = (*METADATA, *TARGET, *CURVES)
+    dropped = {field.name for field in own if not field.baseline} if baseline else set()
+    optional = {field.name for field in own if field.optional}
     definitions: dict[str, Any] = {}
     for name, annotation in declared:
         if name in dropped:
             continue
-        required = name in OLD_NEEDED if version < SCHEMA_VERSION else True
+        required = name in OLD_NEEDED if version < SCHEMA_VERSION else name not in optional
         definitions[name] = (annotation, ...) if required else (annotation | None, None)
     model = create_model(f"Record{len(metrics)}", __base__=_Consistent, **definitions)
-    model.seed_names = seed_fields(metrics)  # type: ignore[attr-defined]
+    model.seed_names = (*seed_fields(metrics), *SEED_TARGET)  # type: ignore[attr-defined]
     bands = tuple(field.name for field in CURVES if field.name.startswith("epoch_loss_q"))
     model.band_names = () if baseline else bands  # type: ignore[attr-defined]
     return model

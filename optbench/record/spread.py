@@ -1,4 +1,4 @@
-"""Statistics over the seeds of one scenario: per-seed finals, quantiles, pass rate and bands.
+"""Statistics over the seeds of one scenario: per-seed finals, quantiles, pass rate, bands, time to target.
 
 Quantiles use the nearest-rank definition: the q-quantile of K values is the
 ``ceil(q * K)``-th smallest. It is always one seed's actual value, never an
@@ -84,3 +84,27 @@ def over_seeds(records: Sequence[Mapping[str, Any]], metrics: Sequence[Metric]) 
     for q in BAND:
         fields[quantile_field("epoch_loss", q)] = band(curves, q)
     return fields
+
+
+def median_step(steps: Sequence[int | None]) -> int | None:
+    """The nearest-rank median of per-seed steps, a missing one (never got there) infinitely late.
+
+    ``None`` when the median is such a seed: when fewer than half the seeds got there.
+    """
+    value = quantile([math.inf if step is None else step for step in steps], 0.5)
+    return int(value) if math.isfinite(value) else None
+
+
+def over_seeds_to_target(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The time-to-target fields of a record from each seed's own record, in seed order.
+
+    Returns:
+        ``seed_target_step`` and ``seed_target_seconds`` (each seed's ``target_step`` and
+        ``target_seconds``) and ``target_step_q50``, their median step (``median_step``).
+    """
+    steps = [r["target_step"] for r in records]
+    return {
+        seed_field("target_step"): steps,
+        seed_field("target_seconds"): [r["target_seconds"] for r in records],
+        quantile_field("target_step", 0.5): median_step(steps),
+    }

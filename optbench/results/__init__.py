@@ -26,7 +26,9 @@ from optbench.record import (
     METADATA,
     PASSED,
     SCHEMA_VERSION,
+    SEED_TARGET,
     SOURCE,
+    TARGET,
     TIMING,
     bounded,
     fields,
@@ -321,6 +323,9 @@ def _row(
         row[name] = _number(info.get(name))
     for declared in CURVES:
         row[declared.name] = _curve(info.get(declared.name))
+    for declared in TARGET:  # optional: a record saved before them has none (None, or no seeds')
+        value = info.get(declared.name)
+        row[declared.name] = _curve(value) if declared.kind is list else _number(value)
     _read_seeds(row, info, metrics)
     judged = bounded(metrics)
     finite = math.isfinite(row["final_loss"]) and all(math.isfinite(row[m.name]) for m in judged)
@@ -403,8 +408,18 @@ def metrics_of(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> tuple[Metric, .
 BASELINE_KIND = "optbench-baseline"
 """The ``kind`` of a metrics-only baseline file (no timings, no curves)."""
 
-_NOT_IN_BASELINES = tuple(field.name for field in (*METADATA, *CURVES) if not field.baseline)
+_NOT_IN_BASELINES = tuple(field.name for field in (*METADATA, *TARGET, *CURVES) if not field.baseline)
 """Timings, set-up and curves: a baseline keeps final metrics (and the loss before training)."""
+
+_COUNTS = {field.name for field in TARGET if int in (field.kind, field.items)}
+"""Steps, which the reader gives as floats (NaN where none): a baseline writes them whole again."""
+
+
+def _count(value: Any) -> Any:
+    """A step count as saved: an int, ``None`` for NaN, each entry of a list so."""
+    if isinstance(value, list):
+        return [_count(item) for item in value]
+    return None if value is None or value != value else int(value)
 
 
 def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict[str, Any]:
@@ -420,8 +435,12 @@ def baseline_document(frame: pd.DataFrame, machine_info: dict[str, Any]) -> dict
         entry: dict[str, Any] = {}
         for key in (name for name in fields(metrics) if name not in _NOT_IN_BASELINES):
             value = row[key]
+            if key in SEED_TARGET and not value:  # a run saved before them: left out, as there
+                continue
             if key == "metrics":
                 value = [metric.as_dict() for metric in metrics]
+            elif key in _COUNTS:
+                value = _count(value)
             elif isinstance(value, float):
                 value = finite_or_none(value)
             elif isinstance(value, list):

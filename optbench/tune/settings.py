@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from optbench import datafile
+from optbench.datafile import DataFileError
 from optbench.files import write_atomic
-from optbench.optimizers.specs import one_line
 from optbench.problems import PROBLEMS
 from optbench.record import NAME
 from optbench.scenario import DTYPES
@@ -36,7 +36,7 @@ _Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 _Excess = Annotated[float | None, Field(allow_inf_nan=False)]
 
 
-class TunedError(ValueError):
+class TunedError(DataFileError):
     """A tuned-settings file that cannot be used; the message, one line, names it and the fix."""
 
 
@@ -142,7 +142,9 @@ def describe(row: CaseRow) -> str:
     """One case's outcome on one line: ``adam-bs10-cpu: lr 0.3162, window 0.1-0.3162 (0.50 decades) ...``."""
     suffix = "" if row.problem == PROBLEMS.default.name else f"-{row.problem}"
     suffix += "" if row.dtype == "float32" else f"-{row.dtype}"
-    name = f"{row.optimizer}-bs{row.batch_size}-{row.device.replace(':', '')}{suffix}"
+    full = row.problem in PROBLEMS and PROBLEMS[row.problem].data is None  # no batch-size axis
+    batch = "full" if full else f"bs{row.batch_size}"
+    name = f"{row.optimizer}-{batch}-{row.device.replace(':', '')}{suffix}"
     if row.window is None:
         verdict = f"no lr passes; best pass rate {row.pass_rate:.2f} at lr {row.lr:g}"
     else:
@@ -169,32 +171,21 @@ def point_row(point: Point) -> PointRow:
     )
 
 
+_FILE = {
+    "marker": "optbench_tuned",
+    "what": "tuned-settings file",
+    "fix": "regenerate it with python -m optbench.tune --out",
+    "error": TunedError,
+}
+
+
 def parse(text: str, path: Path) -> TunedFile:
     """``text`` (a file's JSON) as a tuned-settings file, checked.
 
     Raises:
         TunedError: it is not one, with the first problem found.
     """
-    try:
-        return TunedFile.model_validate_json(text)
-    except ValidationError as error:
-        first = error.errors()[0]
-        if first["type"] == "json_invalid":
-            raise TunedError(
-                f"{path}: not valid JSON ({first['msg']}); regenerate it with python -m optbench.tune --out"
-            ) from None
-        if first["loc"] == ("optbench_tuned",) and first["type"] == "missing":
-            raise TunedError(
-                f"{path}: not an optbench tuned-settings file (no 'optbench_tuned' key); pass a file "
-                "written by python -m optbench.tune --out"
-            ) from None
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        raise TunedError(
-            f"{path}: {where}: {one_line(first['msg'], 160)}; "
-            "regenerate it with python -m optbench.tune --out"
-        ) from None
-    except RecursionError:
-        raise TunedError(f"{path}: nested too deeply to be a tuned-settings file") from None
+    return datafile.parse(text, path, TunedFile, **_FILE)
 
 
 def read(path: Path = TUNED_FILE) -> TunedFile:
@@ -203,19 +194,7 @@ def read(path: Path = TUNED_FILE) -> TunedFile:
     Raises:
         TunedError: missing, unreadable, not JSON, or not a valid tuned-settings file.
     """
-    try:
-        mode = path.stat().st_mode
-    except OSError as error:
-        raise TunedError(f"{path}: cannot be read ({error.strerror}); check the path") from None
-    if not stat.S_ISREG(mode):
-        raise TunedError(f"{path}: not a regular file (a folder, FIFO or device); pass a tuned-settings file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise TunedError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
-    except UnicodeDecodeError:
-        raise TunedError(f"{path}: not a text file; pass a tuned-settings JSON file") from None
-    return parse(text, path)
+    return datafile.read(path, TunedFile, **_FILE)
 
 
 def dumps(cases: Sequence[CaseRow], command: str) -> str:

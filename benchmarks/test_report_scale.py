@@ -40,6 +40,8 @@ def _record(index: int, run: int) -> dict:
         **metrics, **{f"seed_{key}": [value] for key, value in metrics.items()}, "seed_status": ["converged"],
         **{f"{key}_q{q}": metrics[key] for key in ("excess_loss", "slope_error", "intercept_error")
            for q in (10, 50, 90, 95)},
+        "target_step": 50, "target_seconds": 0.05, "seed_target_step": [50], "seed_target_seconds": [0.05],
+        "target_step_q50": 50,
         "epoch_loss": curve, "step_loss": [0.2 + j / 1000 for j in range(200)],
         **{f"epoch_loss_q{q}": curve for q in (10, 50, 90)},
     }  # fmt: skip

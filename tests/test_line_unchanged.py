@@ -54,6 +54,7 @@ def _run_the_default_matrix(saved: Path) -> str:
         env.pop("OPTBENCH_SUITE_MKL_CBWR", None)
     modules = [str(ROOT / "benchmarks" / name) for name in ("test_matrix.py", "test_seed_profile.py")]
     options = ["-q", "-p", "no:cacheprovider", "--optbench-devices=cpu", "--benchmark-min-rounds=1"]
+    options += ["--optbench-problems=line"]  # the line's matrix, as before the suite
     options += [f"--benchmark-json={saved}", f"--optbench-baseline={COMMITTED}"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *modules, *options],

@@ -7,8 +7,9 @@ that long float64 L-BFGS runs from several starts found on that seed's data: it 
 any other. The cache is the reference: L-BFGS over 3000 iterations amplifies rounding, so a
 recomputation lands on the cached value only on the build that made it (same torch, CPU and MKL
 mode; under ``MKL_CBWR=COMPATIBLE`` seed 0's best run ends 5% higher), and ``best_loss`` runs on the
-caller's threads (the regenerating command sets one per process). Its parameters are not kept: a fit's distance to one of many equivalent minima says
-nothing, so the record's ``distance`` is NaN here.
+caller's threads (the regenerating command sets one per process). Its parameters are not kept: a
+fit's distance to one of many equivalent minima says nothing, so the record's ``distance`` is NaN
+here.
 """
 
 from __future__ import annotations

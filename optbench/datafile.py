@@ -38,10 +38,12 @@ def parse(
     try:
         return model.model_validate_json(text)
     except ValidationError as caught:
-        first = caught.errors()[0]
+        errors = caught.errors()
+        first = errors[0]
         if first["type"] == "json_invalid":
             raise error(f"{path}: not valid JSON ({first['msg']}); {fix}") from None
-        if first["loc"] == (marker,) and first["type"] == "missing":
+        # Looked for among all the errors: pydantic orders them by field or by input, as releases differ.
+        if any(found["loc"] == (marker,) and found["type"] == "missing" for found in errors):
             raise error(f"{path}: not an optbench {what} (no {marker!r} key); {fix}") from None
         where = ".".join(str(part) for part in first["loc"]) or "the file"
         raise error(f"{path}: {where}: {one_line(first['msg'], 160)}; {fix}") from None

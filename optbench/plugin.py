@@ -399,7 +399,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     table = config.stash[PROBLEMS_KEY]
     chosen = config.getoption("optbench_problems")
     problems = [table[name] for name in chosen or table]
-    crossed = chosen is not None or len(problems) > 1  # else the `problem` fixture gives the default
+    # The default alone (no option, one problem; or --optbench-problems naming it alone) is the
+    # matrix as it was before problems: the `problem` fixture gives it, and it is no parameter.
+    crossed = len(problems) > 1 or problems[0] is not table.default
     cases = []
     for problem in problems:
         cases += _cases(config, registry, names, problem, crossed, impls, dtypes)

@@ -45,3 +45,14 @@ def stop_the_second_write(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(files, "_write", second_stops)
 
     return stop
+
+
+@pytest.fixture(autouse=True)
+def _pytester_runs_the_line(request: pytest.FixtureRequest) -> None:
+    """A pytester run trains the line unless its test names problems: the suite is tested by itself.
+
+    The option comes from ``addopts``, so a test's own ``--optbench-problems`` replaces it.
+    """
+    if "pytester" in request.fixturenames:
+        pytester = request.getfixturevalue("pytester")
+        pytester.makefile(".ini", pytest="[pytest]\naddopts = --optbench-problems=line\n")

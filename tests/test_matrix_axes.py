@@ -120,7 +120,8 @@ def test_the_plugins_case_without_data_is_at_batch_size_1(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_builds=BUILDS_ONLY)
     options = ["--optbench-problems=rosenbrock,ill_conditioned", "--optbench-batch-sizes=10,500"]
-    result = pytester.runpytest("-s", *options, "--optbench-optimizers=sgd", *CPU)
+    # --runxfail: the cases only build their scenario here, so SGD's measured failures would XPASS.
+    result = pytester.runpytest("-s", "--runxfail", *options, "--optbench-optimizers=sgd", *CPU)
     result.assert_outcomes(passed=3)
     cases = sorted(re.findall(r"CASE (\S+) (\d+)", result.stdout.str()))
     assert cases == [

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from optbench import OPTIMIZERS, messages, plugin, prepare, train
 from optbench.gate import main as gate
 from optbench.optimizers import specs
+from optbench.problems import PROBLEMS
 from optbench.report import main as report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -367,7 +368,9 @@ def test_a_pyproject_whose_optbench_entry_is_not_a_table_is_one_line(tmp_path):
         specs.from_pyproject(path)
 
 
-def test_choosing_the_line_keeps_the_ids_and_saves_the_problem_as_a_parameter(matrix):
+def test_choosing_the_line_alone_keeps_the_matrix_before_the_suite(matrix):
+    # Its ids and parameters as before there were problems, so runs saved then compare; the record
+    # still names its problem.
     result = matrix.runpytest(
         "--optbench-problems=line",
         "--optbench-optimizers=sgd",
@@ -379,13 +382,17 @@ def test_choosing_the_line_keeps_the_ids_and_saves_the_problem_as_a_parameter(ma
     result.assert_outcomes(passed=1)
     (bench,) = json.loads((matrix.path / "out.json").read_text())["benchmarks"]
     assert bench["name"] == "test_converges[sgd-bs100-cpu]" and bench["extra_info"]["id"] == "sgd-bs100-cpu"
-    assert bench["params"] == {"problem": "line", "optimizer": "sgd", "batch_size": 100, "device": "cpu"}
+    assert bench["params"] == {"optimizer": "sgd", "batch_size": 100, "device": "cpu"}
+    assert bench["extra_info"]["problem"] == "line"
 
 
 def test_an_unknown_problem_is_a_one_line_usage_error(matrix):
     result = matrix.runpytest("--optbench-problems=line,nosuch", *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --optbench-problems: unknown problem 'nosuch'; choose from line"])
+    choices = ", ".join(PROBLEMS)
+    assert choices.startswith("line, ")  # every problem is named, the default first
+    message = f"ERROR: --optbench-problems: unknown problem 'nosuch'; choose from {choices}"
+    result.stderr.fnmatch_lines([message])
 
 
 QUIET_PROBLEM = """
@@ -417,7 +424,8 @@ def test_a_problem_from_a_conftest_joins_the_matrix_the_report_and_the_gate(pyte
     pytester.makeconftest(QUIET_PROBLEM)
     pytester.makepyfile(test_matrix=(BENCHMARKS / "test_matrix.py").read_text())
     options = ("--optbench-optimizers=sgd", "--optbench-batch-sizes=100", "--benchmark-min-rounds=1", *CPU)
-    result = pytester.runpytest(*options, "--benchmark-json=run.json", "-v")
+    both = "--optbench-problems=line,quiet"
+    result = pytester.runpytest(*options, both, "--benchmark-json=run.json", "-v")
     result.stdout.fnmatch_lines(
         ["*test_converges?sgd-bs100-cpu? PASSED*", "*test_converges?sgd-bs100-cpu-quiet? PASSED*"]
     )
@@ -436,6 +444,18 @@ def test_a_problem_from_a_conftest_joins_the_matrix_the_report_and_the_gate(pyte
     only = pytester.runpytest(*options, "--optbench-problems=quiet", "--benchmark-disable", "-v")
     only.stdout.fnmatch_lines(["*test_converges?sgd-bs100-cpu-quiet? PASSED*"])
     only.assert_outcomes(passed=1)
+    pytester.makefile(".ini", pytest="[pytest]\n")  # no --optbench-problems: it joins every problem
+    everything = pytester.runpytest("--collect-only", "-q", *options)
+    collected = [line.split("[")[1].rstrip("]") for line in everything.outlines if "test_converges[" in line]
+    assert collected == [
+        "sgd-bs100-cpu",
+        "sgd-bs100-cpu-ill_conditioned",
+        "sgd-bs100-cpu-logistic",
+        "sgd-full-cpu-rosenbrock",
+        "sgd-bs100-cpu-noisy_quadratic",
+        "sgd-bs100-cpu-sine",
+        "sgd-bs100-cpu-quiet",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,8 @@ def saved_run(tmp_path_factory) -> Path:
     command = [
         sys.executable, "-m", "pytest", "benchmarks/test_matrix.py", "benchmarks/test_seed_profile.py",
         "-q", "-p", "no:cacheprovider",
-        "--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100", "--optbench-devices=cpu",
+        "--optbench-problems=line", "--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100",
+        "--optbench-devices=cpu",
         "--benchmark-min-rounds=1", f"--benchmark-json={path}",
     ]  # fmt: skip
     # Not a worker's environment: pytest-benchmark times nothing where PYTEST_XDIST_WORKER is set.

@@ -50,8 +50,9 @@ def swept(tmp_path_factory) -> Path:
     """A real tuned-settings file: sgd and adam on the line at batch sizes 10 and 100, four seeds per lr."""
     path = tmp_path_factory.mktemp("tuned") / "tuned.json"
     command = [
-        sys.executable, "-m", "optbench.tune", "--optimizers", "sgd,adam", "--batch-sizes", "10,100",
-        "--lr-grid", "0.001,0.01,0.1,1", "--tune-seeds", "4", "--jobs", "1", "--out", str(path),
+        sys.executable, "-m", "optbench.tune", "--optimizers", "sgd,adam", "--problems", "line",
+        "--batch-sizes", "10,100", "--lr-grid", "0.001,0.01,0.1,1", "--tune-seeds", "4", "--jobs", "1",
+        "--out", str(path),
     ]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_XDIST_WORKER"}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)

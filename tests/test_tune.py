@@ -317,7 +317,8 @@ def test_a_progress_bar_shows_on_a_terminal_for_a_sweep_of_some_seconds(tmp_path
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 x 0
     # Point by point, 6 seeds of L-BFGS at batch size 1 take several seconds: past the bar's delay.
-    args = ["--optimizers", "lbfgs", "--batch-sizes", "1", "--lr-grid", "0.3,1", "--tune-seeds", "6"]
+    args = ["--optimizers", "lbfgs", "--problems", "line", "--batch-sizes", "1", "--lr-grid", "0.3,1"]
+    args += ["--tune-seeds", "6"]
     process = subprocess.Popen(
         [sys.executable, "-m", "optbench.tune", *args, "--jobs", "1"],
         stdout=subprocess.PIPE,

@@ -102,6 +102,34 @@ def test_a_verdict_never_overrides_what_the_entry_says_by_hand():
     assert measured(HAND, None, None)["sgd"] == HAND["sgd"]
 
 
+def test_a_case_neither_tuned_nor_calibrated_may_fail_and_trains_at_the_smallest_batchs_lr():
+    files = tuned(
+        case("sgd", "noisy_quadratic", 100, passes=(1.0, 1.0, 1.0, 1.0), q95=(1e-2, 1e-3, 1e-4, 1e-5)),
+        case("sgd", "noisy_quadratic", 10),
+        case("sgd", "logistic", 10),
+    )
+    found = verdict_file(("sgd", "noisy_quadratic", 10, 128, 128), ("sgd", "noisy_quadratic", 100, 128, 128))
+    info = measured(HAND, files, found)["sgd"]
+    quadratic, logistic = PROBLEMS["noisy_quadratic"], PROBLEMS["logistic"]
+    small, large = files.find("sgd", "noisy_quadratic", 10).lr, files.find("sgd", "noisy_quadratic", 100).lr
+    assert small != large
+    assert info.expected_failure(10, problem=quadratic) is None  # calibrated: it must converge
+    assert info.hyperparams(100, problem=quadratic) == {"lr": large}
+    for batch_size, dtype in [(1, "float32"), (50, "float32"), (10, "float64"), (100, "bfloat16")]:
+        reason, strict = info.expected_failure(batch_size, problem=quadratic, dtype=dtype)
+        assert reason == (
+            "neither tuned nor calibrated at this batch size and dtype (noisy_quadratic is calibrated at "
+            "batch size 10, 100 in float32); it trains at the lr tuned at batch size 10; python -m "
+            "optbench.tune and python -m optbench.calibrate --suite measure it"
+        )
+        assert strict is False
+    assert info.hyperparams(1, problem=quadratic) == {"lr": small}
+    assert info.hyperparams(10, problem=quadratic, dtype="float64") == {"lr": small}
+    # Tuned without a verdict: not calibrated anywhere; by hand at batch size 10: the hand decides there.
+    assert "(logistic is calibrated nowhere)" in info.expected_failure(1, problem=logistic)[0]
+    assert info.expected_failure(10, problem=logistic) == ("known by hand", False)
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [

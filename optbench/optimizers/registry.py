@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from types import MappingProxyType
@@ -17,7 +17,7 @@ from optbench.optimizers.verdicts import VerdictFile
 from optbench.problems import LINE, Problem
 from optbench.scenario import DTYPES, OptimizerFactory, Scenario
 from optbench.tune import settings
-from optbench.tune.settings import TunedFile
+from optbench.tune.settings import CaseRow, TunedFile
 
 IMPLS = ("forloop", "foreach", "fused")
 """Implementations an optimizer may have: one tensor at a time, multi-tensor, one fused kernel."""
@@ -309,28 +309,65 @@ def measured(
 
     Each case of ``tuned`` (float32, an entry's name, a problem not in ``hand``) adds its lr to the
     entry's case at ``(problem, batch size)``, on top of what the entry's own case there says; the
-    verdict of that case (``calibrated``) says whether it may fail, unless the entry's own cases there
-    say so. ``hand`` problems keep the entry's own cases alone (the line's were chosen by hand and
+    verdict of that case (``calibrated``) says whether it may fail in float32, unless the entry's own
+    cases there say so. Every other batch size and dtype of such a problem was neither tuned nor
+    calibrated: it trains at the lr tuned at the problem's smallest tuned batch size (the safer side,
+    as a smaller batch takes a smaller lr) and is a non-strict expected failure (``UNCALIBRATED``),
+    timed and reported but never judged, unless the entry's own cases say otherwise. ``hand``
+    problems keep the entry's own cases alone (the line's were chosen by hand and
     ``tests/test_tuned.py`` holds each in a measured window).
     """
     kept = set(hand)
+    rows = [row for row in (tuned.cases if tuned is not None else ()) if row.dtype == "float32"]
     entries = []
     for info in registry.values():
         cases = dict(info.cases)
-        for row in tuned.cases if tuned is not None else ():
-            if row.optimizer != info.name or row.problem in kept or row.dtype != "float32":
-                continue
+        mine = sorted(
+            (row for row in rows if row.optimizer == info.name and row.problem not in kept),
+            key=lambda row: (row.problem, row.batch_size),
+        )
+        for problem in dict.fromkeys(row.problem for row in mine):
+            sizes = [row for row in mine if row.problem == problem]
+            key = (problem, None, None)
+            own = cases.get(key, Case())
+            said = own.fails is not None
+            fails, strict = (own.fails, own.strict) if said else _uncalibrated(sizes, calibrated)
+            lr = {"lr": sizes[0].lr, **own.hyperparams}
+            cases[key] = Case(lr, epochs=own.epochs, fails=fails, strict=strict)
+        for row in mine:
             key = (row.problem, row.batch_size, None)
             own = cases.get(key, Case())
-            verdict = calibrated.find(info.name, row.problem, row.batch_size) if calibrated else None
-            expected = verdict.expected_failure() if verdict is not None else None
+            cases[key] = replace(own, hyperparams={**own.hyperparams, "lr": row.lr})
             matching = info._matching(row.problem, row.batch_size, "float32")
-            said = any(case.fails is not None for case in matching)  # by hand: it decides
-            fails, strict = (own.fails, own.strict) if said or expected is None else expected
-            lr = {**own.hyperparams, "lr": row.lr}
-            cases[key] = Case(lr, epochs=own.epochs, fails=fails, strict=strict)
+            if any(case.fails is not None for case in matching):  # by hand: it decides
+                continue
+            verdict = calibrated.find(info.name, row.problem, row.batch_size) if calibrated else None
+            if verdict is not None:
+                expected = verdict.expected_failure()
+                fails, strict = expected if expected is not None else ("", True)
+                cases[(row.problem, row.batch_size, "float32")] = Case(fails=fails, strict=strict)
         entries.append(replace(info, cases=cases))
     return Registry(entries)
+
+
+UNCALIBRATED = "neither tuned nor calibrated at this batch size and dtype"
+"""The start of the reason a measured problem's other cases carry (``measured``)."""
+
+
+def _uncalibrated(sizes: Sequence[CaseRow], calibrated: VerdictFile | None) -> tuple[str, bool]:
+    """The non-strict expected failure of a problem's cases off its tuned and calibrated ones."""
+    known = [
+        row.batch_size
+        for row in sizes
+        if calibrated is not None and calibrated.find(row.optimizer, row.problem, row.batch_size)
+    ]
+    where = f"at batch size {', '.join(map(str, known))} in float32" if known else "nowhere"
+    return (
+        f"{UNCALIBRATED} ({sizes[0].problem} is calibrated {where}); it trains at the lr tuned at batch "
+        f"size {sizes[0].batch_size}; python -m optbench.tune and python -m optbench.calibrate --suite "
+        "measure it",
+        False,
+    )
 
 
 def _packaged_tuned() -> TunedFile | None:

@@ -5,6 +5,7 @@ proven here per flagged optimizer: every replica's final parameters must equal,
 bit for bit on CPU float32, those of the same seed trained on its own.
 """
 
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -219,3 +220,29 @@ def test_bfloat16_seeds_run_one_after_another():
     scenario = OPTIMIZERS["adam"].scenario(10, seeds=3, epochs=2, dtype="bfloat16")
     assert isinstance(prepare(scenario), Sequential)
     assert OPTIMIZERS["adam"].auto_seeds("bfloat16") == 1 and OPTIMIZERS["adam"].auto_seeds() == 32
+
+
+def test_a_scenario_prepared_again_reuses_its_traced_graphs_and_trains_the_same(monkeypatch):
+    from optbench.engine import replicas
+
+    traced = []
+    real = replicas.make_fx
+    monkeypatch.setattr(replicas, "make_fx", lambda fn: traced.append(fn) or real(fn))
+    monkeypatch.setattr(replicas, "_traced", type(replicas._traced)())
+    scenario = OPTIMIZERS["adam"].scenario(10, seeds=4)
+    first = prepare(scenario)
+    once = len(traced)
+    assert once == 2  # the step (10 divides the 100 samples: one batch length) and the loss
+    again = prepare(scenario)
+    assert len(traced) == once  # the benchmark's next round: nothing traced again
+    assert again.replicas.step_graphs is first.replicas.step_graphs
+    assert again.replicas.params[0] is not first.replicas.params[0]  # fresh models, fresh optimizer
+    assert again.replicas.optimizer is not first.replicas.optimizer
+    timeless = [{k: v for k, v in train(ready).items() if "seconds" not in k} for ready in (first, again)]
+    assert timeless[0] == timeless[1]  # the same run: every field of the record but its times
+    other = replace(scenario, seed=100)  # another scenario: its own graphs
+    prepare(other)
+    assert len(traced) == 2 * once
+    for index in range(replicas.TRACED_KEPT):  # only the last few scenarios' graphs are kept
+        prepare(replace(scenario, seed=200 + index))
+    assert scenario not in replicas._traced and len(replicas._traced) == replicas.TRACED_KEPT

@@ -183,6 +183,7 @@ def prepare(scenario: Scenario) -> Ready:
                 epochs=scenario.epochs,
                 shuffle=scenario.shuffle,
                 device=device,
+                key=scenario,
             )
         except replicas.NotVectorisableError:
             pass  # the same results, one seed after another

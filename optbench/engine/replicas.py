@@ -10,7 +10,9 @@ follow alone; the tests prove that per optimizer against sequential runs.
 
 The step is traced once per batch shape into a graph of plain tensor operations
 (``make_fx``), so a step pays neither autograd's nor vmap's dispatch again:
-that is what makes 32 replicas cost little more than one model.
+that is what makes 32 replicas cost little more than one model. Tracing takes longer than
+building the models, so the graphs of the last few scenarios are kept: a benchmark's rounds
+each prepare the same scenario afresh, and trace it once.
 
 A learning-rate sweep stacks every learning rate's replicas too: each replica's
 parameters lie side by side in one row of one tensor, the optimizer gets one
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -50,6 +53,12 @@ def applies(*, elementwise: bool, needs_closure: bool, dtype: str) -> bool:
     ``EXACT_DTYPES``; the engine and the registry's ``auto`` seeds both ask here.
     """
     return elementwise and not needs_closure and dtype in EXACT_DTYPES
+
+
+TRACED_KEPT = 4
+"""How many keys' traced graphs ``prepare`` keeps, the most recently used."""
+
+_traced: OrderedDict[Hashable, tuple[dict[int, Graph], Graph]] = OrderedDict()
 
 
 class NotVectorisableError(RuntimeError):
@@ -117,6 +126,7 @@ def prepare(
     shuffle: bool,
     device: torch.device,
     lrs: Sequence[float] | None = None,
+    key: Hashable | None = None,
 ) -> Replicas:
     """Stacks K fresh models and K data sets on ``device``, builds the optimizer and traces the step.
 
@@ -124,6 +134,10 @@ def prepare(
     With ``lrs`` (L learning rates, K a multiple of L), the optimizer is built from L parameter
     groups, the i-th holding a view of the i-th K / L replicas with ``lr`` set to ``lrs[i]``: each
     replica's parameters side by side in one row of one tensor, which the graphs take views of.
+
+    With ``key``, the graphs traced for an equal key are reused instead of traced again: pass
+    one that fixes the models' structure, the data's shapes, the loss, the device and the dtype
+    (``optbench.engine.prepare`` passes the scenario, from which all of them are built).
 
     Raises:
         NotVectorisableError: the models differ in structure or have buffers, the
@@ -162,16 +176,26 @@ def prepare(
     size = x.shape[1]
     batch_size = min(batch_size, size)
     lengths = {batch_size, size % batch_size or batch_size}
-    try:
-        with torch.no_grad():
-            step_graphs = {
-                length: make_fx(vmap(step))(*inputs, x[:, :length].contiguous(), y[:, :length].contiguous())
-                for length in lengths
-            }
-            loss_graph = make_fx(vmap(objective))(*inputs, x, y)
-    except Exception as error:  # vmap and tracing fail in many ways, all meaning "not stackable"
-        reason = f"{type(error).__name__}: {error}"
-        raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
+    if key is not None and key in _traced:
+        _traced.move_to_end(key)
+        step_graphs, loss_graph = _traced[key]
+    else:
+        try:
+            with torch.no_grad():
+                step_graphs = {
+                    length: make_fx(vmap(step))(
+                        *inputs, x[:, :length].contiguous(), y[:, :length].contiguous()
+                    )
+                    for length in lengths
+                }
+                loss_graph = make_fx(vmap(objective))(*inputs, x, y)
+        except Exception as error:  # vmap and tracing fail in many ways, all meaning "not stackable"
+            reason = f"{type(error).__name__}: {error}"
+            raise NotVectorisableError(f"the model cannot be traced as replicas ({reason})") from None
+        if key is not None:
+            _traced[key] = (step_graphs, loss_graph)
+            while len(_traced) > TRACED_KEPT:
+                _traced.popitem(last=False)
 
     held, built, grad_buffers = (
         (params, optimizer(params), ()) if flat is None else _groups(optimizer, flat, inputs, lrs or ())

@@ -552,10 +552,24 @@ def optbench_seed(request: pytest.FixtureRequest) -> int:
     return request.config.getoption("optbench_seed")
 
 
+DEFAULT_ROUNDS = 5
+"""pytest-benchmark's default ``--benchmark-min-rounds``: where it is left so, each problem's
+``rounds`` apply."""
+
+
 @pytest.fixture
-def optbench_rounds(request: pytest.FixtureRequest) -> int:
-    """Timed rounds per scenario: pytest-benchmark's ``--benchmark-min-rounds`` (default 5)."""
-    return int(request.config.getoption("benchmark_min_rounds", 5))
+def optbench_rounds(request: pytest.FixtureRequest) -> Callable[[Problem], int]:
+    """Timed rounds per scenario on a problem: its ``rounds``, or ``--benchmark-min-rounds``.
+
+    A ``--benchmark-min-rounds`` other than its default 5 applies to every problem; left at 5, a
+    problem with ``rounds`` (the suite's) times that many, the others 5.
+    """
+    given = int(request.config.getoption("benchmark_min_rounds", DEFAULT_ROUNDS))
+
+    def rounds(problem: Problem) -> int:
+        return problem.rounds if given == DEFAULT_ROUNDS and problem.rounds is not None else given
+
+    return rounds
 
 
 @pytest.fixture
@@ -734,7 +748,7 @@ def optbench_baseline(request: pytest.FixtureRequest) -> Mapping[str, Mapping[st
 
 @pytest.fixture
 def benchmark_training(
-    benchmark: Any, optbench_rounds: int, request: pytest.FixtureRequest
+    benchmark: Any, optbench_rounds: Callable[[Problem], int], request: pytest.FixtureRequest
 ) -> Callable[[Scenario], Record]:
     """Times training runs of a scenario with pytest-benchmark and returns the last record.
 
@@ -748,8 +762,9 @@ def benchmark_training(
     """
 
     def timed(scenario: Scenario) -> Record:
+        rounds = optbench_rounds(scenario.problem)
         fitted = benchmark.pedantic(
-            fit, setup=lambda: ((prepare(scenario),), {}), rounds=optbench_rounds, warmup_rounds=1
+            fit, setup=lambda: ((prepare(scenario),), {}), rounds=rounds, warmup_rounds=1
         )
         record = summarise(fitted)
         xfail = request.node.get_closest_marker("xfail")

@@ -57,6 +57,17 @@ def test_subset_is_timed_and_saved_with_plain_parameters(matrix):
     assert saved["optbench_schema"] == SCHEMA_VERSION == 3
 
 
+@pytest.mark.parametrize(("given", "line", "suite"), [((), 5, 1), (("--benchmark-min-rounds=2",), 2, 2)])
+def test_the_suite_times_its_own_rounds_unless_min_rounds_says_otherwise(matrix, given, line, suite):
+    options = ("--optbench-problems=line,rosenbrock", "--optbench-optimizers=adam")
+    options += ("--optbench-batch-sizes=100",)
+    result = matrix.runpytest(*options, *given, "--benchmark-json=out.json", *CPU)
+    result.assert_outcomes(passed=2)
+    saved = json.loads((matrix.path / "out.json").read_text())["benchmarks"]
+    rounds = {bench["extra_info"]["id"]: bench["stats"]["rounds"] for bench in saved}
+    assert rounds == {"adam-bs100-cpu": line, "adam-full-cpu-rosenbrock": suite}
+
+
 def test_unavailable_devices_are_skipped_with_a_reason(matrix):
     result = matrix.runpytest(
         "--optbench-optimizers=sgd", "--optbench-batch-sizes=100", "-rs", "-p", "no:cacheprovider"

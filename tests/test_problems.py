@@ -56,6 +56,13 @@ def test_a_problem_table_refuses_no_problems_and_a_name_twice():
         replace(LINE, name="Line")
 
 
+@pytest.mark.parametrize("rounds", [0, -1, 1.5, True, "2"])
+def test_a_problems_rounds_are_a_positive_integer_or_none(rounds):
+    with pytest.raises(ValueError, match=r"^problem 'line': rounds must be a positive integer or None$"):
+        replace(LINE, rounds=rounds)
+    assert replace(LINE, rounds=3).rounds == 3 and LINE.rounds is None
+
+
 @pytest.mark.parametrize("seed", [0, 7])
 def test_the_line_is_the_tutorials_data_and_its_exact_least_squares(seed):
     x, y = LINE.data(seed)

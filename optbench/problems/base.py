@@ -37,6 +37,11 @@ Its model ignores the input's values and its loss the target's: the objective is
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
+SUITE_ROUNDS = 1
+"""Timed rounds, after a warm-up, of each scenario of the suite's problems (the line times 5).
+They are there to converge and to say when; one round each keeps the matrix over every problem
+under 4 minutes on 2 cores (docs/performance.md), and ``--benchmark-min-rounds`` times more."""
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -174,6 +179,9 @@ class Problem:
         epochs: epochs per batch size in the default matrix (a mapping, kept as
             sorted ``(batch size, epochs)`` pairs).
         default_epochs: epochs for a batch size not in ``epochs``.
+        rounds: timed rounds of each of its scenarios in the benchmark, after one warm-up;
+            ``None``: pytest-benchmark's ``--benchmark-min-rounds`` (5). A
+            ``--benchmark-min-rounds`` other than 5 applies to every problem.
     """
 
     name: str
@@ -187,10 +195,15 @@ class Problem:
     truth: tuple[float, ...] | None = None
     epochs: Mapping[int, int] | tuple[tuple[int, int], ...] = ()
     default_epochs: int = 20
+    rounds: int | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"problem name {self.name!r} must be lower-case letters, digits or '_'")
+        if self.rounds is not None and (
+            not isinstance(self.rounds, int) or isinstance(self.rounds, bool) or self.rounds < 1
+        ):
+            raise ValueError(f"problem {self.name!r}: rounds must be a positive integer or None")
         # Pairs, not a mapping proxy: a Problem (and so a Scenario) stays hashable and picklable.
         pairs = self.epochs.items() if isinstance(self.epochs, Mapping) else self.epochs
         object.__setattr__(self, "epochs", tuple(sorted((int(bs), int(n)) for bs, n in pairs)))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optbench.problems.base import Data, Metric, Problem, Reference
+from optbench.problems.base import SUITE_ROUNDS, Data, Metric, Problem, Reference
 
 FEATURES = 10
 SAMPLES = 100
@@ -76,4 +76,5 @@ ILL_CONDITIONED = Problem(
     metrics=(Metric("excess_loss", "excess MSE", bound=0.05, tolerance=0.01),),
     batch_sizes=(SAMPLES,),
     epochs={SAMPLES: 500},
+    rounds=SUITE_ROUNDS,
 )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optbench.problems.base import Data, Metric, Problem, Reference, cached
+from optbench.problems.base import SUITE_ROUNDS, Data, Metric, Problem, Reference, cached
 
 FEATURES = 5
 SAMPLES = 200
@@ -97,4 +97,5 @@ LOGISTIC = Problem(
     metrics=(Metric("excess_loss", "excess cross-entropy", bound=0.002, tolerance=0.001),),
     batch_sizes=(10,),
     epochs={10: 20},
+    rounds=SUITE_ROUNDS,
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optbench.problems.base import Data, Metric, Problem, Reference
+from optbench.problems.base import SUITE_ROUNDS, Data, Metric, Problem, Reference
 from optbench.problems.rosenbrock import mean_value
 
 DIMENSIONS = 100
@@ -75,4 +75,5 @@ NOISY_QUADRATIC = Problem(
     metrics=(Metric("excess_loss", "excess loss", bound=0.05, tolerance=0.01),),
     batch_sizes=(10, 100),
     epochs={10: 20, 100: 100},
+    rounds=SUITE_ROUNDS,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optbench.problems.base import Metric, Problem, Reference
+from optbench.problems.base import SUITE_ROUNDS, Metric, Problem, Reference
 
 START = (-1.2, 1.0)
 MINIMUM = (1.0, 1.0)
@@ -54,4 +54,5 @@ ROSENBROCK = Problem(
     metrics=(Metric("excess_loss", "excess value", bound=1e-3, tolerance=1e-3),),
     batch_sizes=(1,),
     epochs={1: 1000},
+    rounds=SUITE_ROUNDS,
 )

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optbench.problems.base import Data, Metric, Problem, Reference, cached
+from optbench.problems.base import SUITE_ROUNDS, Data, Metric, Problem, Reference, cached
 
 HIDDEN = 16
 NOISE = 0.1
@@ -120,6 +120,7 @@ SINE = Problem(
     metrics=(Metric("excess_loss", "excess MSE", bound=0.02, tolerance=0.005),),
     batch_sizes=(10,),
     epochs={10: 100},
+    rounds=SUITE_ROUNDS,
 )
 
 

@@ -31,7 +31,8 @@ def loss_curves_figure(
     """
     columns = min(len(panels), 2) or 1
     rows = math.ceil(len(panels) / columns) or 1
-    figure = Figure(figsize=(7 * columns, 4.6 * rows))
+    # Constrained layout keeps the figure's title clear of the first row's panel titles.
+    figure = Figure(figsize=(7 * columns, 4.6 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     names = sorted(curves.optimizer.unique())
     palette = matplotlib.colormaps["tab20"]
@@ -69,7 +70,6 @@ def loss_curves_figure(
         "Loss curves: every optimizer, each with its own fresh model and optimizer "
         "(several seeds: median, 10-90% band shaded)"
     )
-    figure.tight_layout()
     return figure
 
 

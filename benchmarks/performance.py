@@ -262,14 +262,26 @@ def harness_section(repeats: int) -> list[str]:
     return lines
 
 
+LINE_ONLY = ["--optbench-problems=line"]
+
 SUITES = (
-    ("default matrix: 14 optimizers x 4 batch sizes, seeds auto (32 for the 11 elementwise)", []),
-    ("default matrix, one seed each", ["--optbench-seeds=1"]),
-    ("14 optimizers x batch size 1, seeds auto", ["--optbench-batch-sizes=1"]),
-    ("14 optimizers x batch size 100, seeds auto", ["--optbench-batch-sizes=100"]),
-    ("adam,sgd x 4 batch sizes, 1 seed", ["--optbench-optimizers=adam,sgd", "--optbench-seeds=1"]),
-    ("adam,sgd x 4 batch sizes, 32 seeds", ["--optbench-optimizers=adam,sgd", "--optbench-seeds=32"]),
-    ("adam,sgd x 4 batch sizes, 128 seeds", ["--optbench-optimizers=adam,sgd", "--optbench-seeds=128"]),
+    ("every problem: the line's 56 cases and the suite's 84, seeds auto", []),
+    ("the line alone, as before the suite: 14 optimizers x 4 batch sizes, seeds auto", LINE_ONLY),
+    ("the line, one seed each", [*LINE_ONLY, "--optbench-seeds=1"]),
+    ("the line, 14 optimizers x batch size 1, seeds auto", [*LINE_ONLY, "--optbench-batch-sizes=1"]),
+    ("the line, 14 optimizers x batch size 100, seeds auto", [*LINE_ONLY, "--optbench-batch-sizes=100"]),
+    (
+        "the line, adam,sgd x 4 batch sizes, 1 seed",
+        [*LINE_ONLY, "--optbench-optimizers=adam,sgd", "--optbench-seeds=1"],
+    ),
+    (
+        "the line, adam,sgd x 4 batch sizes, 32 seeds",
+        [*LINE_ONLY, "--optbench-optimizers=adam,sgd", "--optbench-seeds=32"],
+    ),
+    (
+        "the line, adam,sgd x 4 batch sizes, 128 seeds",
+        [*LINE_ONLY, "--optbench-optimizers=adam,sgd", "--optbench-seeds=128"],
+    ),
 )
 
 

@@ -1,8 +1,8 @@
 """Sweeps the learning rate of every selected optimizer x problem x batch size (x dtype) over seeds.
 
 ``python -m optbench.tune --tune-seeds auto --out optbench/optimizers/tuned.json`` regenerates
-the committed tuned settings of the default registry on the line (13 learning rates, over the
-seeds the default matrix trains: 32 for an elementwise optimizer, else 1).
+the committed tuned settings of the default registry on every problem at its own batch sizes (13
+learning rates, over the seeds the default matrix trains: 32 for an elementwise optimizer, else 1).
 Each case prints its chosen lr, its passing window and its tunability as it finishes.
 """
 

@@ -28,7 +28,7 @@ FORMAT = 1
 """The version of the file's layout, in its ``optbench_tuned`` key."""
 
 TUNED_FILE = Path(__file__).resolve().parent.parent / "optimizers" / "tuned.json"
-"""The committed sweep of the default registry on the line, shipped with the package."""
+"""The committed sweep of the default registry on every problem, shipped with the package."""
 
 _Name = Annotated[str, Field(pattern=NAME, max_length=200)]
 _Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]

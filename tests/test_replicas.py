@@ -246,3 +246,21 @@ def test_a_scenario_prepared_again_reuses_its_traced_graphs_and_trains_the_same(
     for index in range(replicas.TRACED_KEPT):  # only the last few scenarios' graphs are kept
         prepare(replace(scenario, seed=200 + index))
     assert scenario not in replicas._traced and len(replicas._traced) == replicas.TRACED_KEPT
+
+
+def test_a_scenario_that_cannot_be_hashed_is_traced_afresh_and_trains(monkeypatch):
+    # Keyword arguments from JSON hold lists (betas); such a scenario keys nothing, and still runs.
+    from optbench.engine import replicas
+
+    monkeypatch.setattr(replicas, "_traced", type(replicas._traced)())
+    betas = [0.9, 0.99]
+    scenario = replace(
+        OPTIMIZERS["adam"].scenario(10, seeds=2),
+        optimizer=partial(torch.optim.Adam, lr=0.3, betas=betas),
+        hyperparams=(("betas", betas), ("lr", 0.3)),
+    )
+    with pytest.raises(TypeError):
+        hash(scenario)
+    ready = prepare(scenario)
+    assert isinstance(ready, Vectorised) and not replicas._traced
+    assert train(ready)["seed_runs"] == "vectorised"

@@ -61,6 +61,19 @@ TRACED_KEPT = 4
 _traced: OrderedDict[Hashable, tuple[dict[int, Graph], Graph]] = OrderedDict()
 
 
+def _usable(key: Hashable | None) -> Hashable | None:
+    """``key`` where it can key the kept graphs, else ``None`` (traced afresh, as before).
+
+    A scenario holding a list (JSON keyword arguments such as ``betas``) cannot be hashed; that
+    must not stop its run.
+    """
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 class NotVectorisableError(RuntimeError):
     """The models cannot be stacked or traced as replicas; their seeds must run one after another."""
 
@@ -176,6 +189,7 @@ def prepare(
     size = x.shape[1]
     batch_size = min(batch_size, size)
     lengths = {batch_size, size % batch_size or batch_size}
+    key = _usable(key)
     if key is not None and key in _traced:
         _traced.move_to_end(key)
         step_graphs, loss_graph = _traced[key]

@@ -64,6 +64,9 @@ TIMEOUT_KEY = pytest.StashKey[float]()
 TUNED_KEY = pytest.StashKey["dict[str, tuple[CaseRow, str]]"]()
 """On the config: this process's sweeps by cache key, each with where it came from."""
 
+ABSENT_KEY = pytest.StashKey["dict[str, int]"]()
+"""On the config: the cases left out by the devices' reasons why this machine lacks them."""
+
 TUNE_CACHE = "optbench/tune"
 """The folder of pytest's cache (``.pytest_cache/v/``) that holds the sweeps, one per cache key."""
 TUNE_PROPERTY = "optbench_tune"
@@ -155,6 +158,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "no lr passes is an expected failure",
     )
     add_tune_options(group.addoption, prefix="optbench-")
+
+
+REFERENCE = ("adam", "sgd")
+"""What ``--optbench-optimizer`` runs beside the optimizers it adds, without ``--optbench-optimizers``:
+the tutorial's two, so an added optimizer is set beside a known pair instead of the whole registry."""
+
+
+def chosen_optimizers(config: pytest.Config, registry: Registry) -> tuple[str, ...]:
+    """The names the matrix runs, in the registry's order.
+
+    ``--optbench-optimizers`` where given; else, with ``--optbench-optimizer``, the optimizers it
+    adds and ``REFERENCE``; else every registered optimizer.
+    """
+    given = config.getoption("optbench_optimizers")
+    if given:
+        return tuple(given)
+    added = {specs.option_name(spec) for spec in config.getoption("optbench_optimizer")}
+    if not added:
+        return tuple(registry)
+    return tuple(name for name in registry if name in added or name in REFERENCE)
 
 
 def added_optimizers(config: pytest.Config) -> list[OptimizerInfo]:
@@ -295,7 +318,7 @@ def _check_tuning(config: pytest.Config, registry: Registry) -> None:
             f"--optbench-seed {seed} with {counted} sweeps seeds up to {seed + most - 1}, past the largest "
             f"seed {MAX_SEED} (2**63 - 1); give --optbench-seed {MAX_SEED - most + 1} or less"
         )
-    for name in config.getoption("optbench_optimizers") or tuple(registry):
+    for name in chosen_optimizers(config, registry):
         try:
             check_takes_lr(registry[name])
         except NoLearningRateError as error:
@@ -393,7 +416,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     registry = config.stash[REGISTRY_KEY]
-    names = config.getoption("optbench_optimizers") or tuple(registry)
+    names = chosen_optimizers(config, registry)
     impls = config.getoption("optbench_impl")
     dtypes = config.getoption("optbench_dtypes")
     table = config.stash[PROBLEMS_KEY]
@@ -457,20 +480,50 @@ def _cases(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks the scenario tests' time limit; with ``--optbench-shard I/N``, keeps every N-th test.
+    """Marks the scenario tests' time limit, keeps a shard's tests, and leaves out absent devices.
 
-    The shard's tests are every N-th collected one from the I-th; the rest are deselected.
+    With ``--optbench-shard I/N``, the shard's tests are every N-th collected one from the I-th;
+    the rest are deselected. Then the cases on devices this machine lacks are deselected too
+    (after the shard, so every machine cuts the same shards), and the terminal summary says so
+    in one line, unless that would leave no test: then they stay, each skipped with its reason.
     """
     _mark_timeouts(config, items)
     shard = config.getoption("optbench_shard")
-    if shard is None:
-        return
-    index, count = shard
-    kept = [item for position, item in enumerate(items) if position % count == index - 1]
-    dropped = [item for position, item in enumerate(items) if position % count != index - 1]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-    items[:] = kept
+    if shard is not None:
+        index, count = shard
+        kept = [item for position, item in enumerate(items) if position % count == index - 1]
+        dropped = [item for position, item in enumerate(items) if position % count != index - 1]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+    reasons = {item: _absent_reason(item) for item in items}
+    absent = [item for item in items if reasons[item] is not None]
+    if absent and len(absent) < len(items):
+        config.hook.pytest_deselected(items=absent)
+        items[:] = [item for item in items if reasons[item] is None]
+        counted: dict[str, int] = {}
+        for item in absent:
+            counted[str(reasons[item])] = counted.get(str(reasons[item]), 0) + 1
+        config.stash[ABSENT_KEY] = counted
+
+
+def _absent_reason(item: pytest.Item) -> str | None:
+    """Why the device of a matrix case is absent here, or ``None`` (present, or not a case)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    device = params.get("device") if "scenario" in getattr(item, "fixturenames", ()) else None
+    return unavailable_reason(device) if isinstance(device, str) else None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """One line for the cases left out on devices this machine lacks, instead of a skip each."""
+    counted = config.stash.get(ABSENT_KEY, {})
+    if counted:
+        total = sum(counted.values())
+        why = "; ".join(f"{count} for {reason}" for reason, count in counted.items())
+        terminalreporter.write_line(
+            f"optbench: left out {total} case(s) on devices this machine lacks ({why}); "
+            "--optbench-devices names the devices to run"
+        )
 
 
 def _mark_timeouts(config: pytest.Config, items: Sequence[pytest.Item]) -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from optbench import LINE, OPTIMIZERS
+from optbench.devices import unavailable_reason
 from optbench.record import SCHEMA_VERSION, fields
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -68,14 +69,47 @@ def test_the_suite_times_its_own_rounds_unless_min_rounds_says_otherwise(matrix,
     assert rounds == {"adam-bs100-cpu": line, "adam-full-cpu-rosenbrock": suite}
 
 
-def test_unavailable_devices_are_skipped_with_a_reason(matrix):
+MISSING = [device for device in ("cuda", "mps") if not getattr(torch, device).is_available()]
+
+
+@pytest.mark.skipif(not MISSING, reason="this machine has every device kind")
+def test_absent_devices_are_left_out_in_one_summary_line(matrix):
+    options = ("--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100", "--benchmark-disable")
+    result = matrix.runpytest(*options, "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4 * (3 - len(MISSING)), deselected=4 * len(MISSING))
+    lines = [line for line in result.outlines if line.startswith("optbench: left out")]
+    reasons = "; ".join(f"4 for {unavailable_reason(device)}" for device in MISSING)
+    assert lines == [
+        f"optbench: left out {4 * len(MISSING)} case(s) on devices this machine lacks ({reasons}); "
+        "--optbench-devices names the devices to run"
+    ]
+    assert "SKIPPED" not in result.stdout.str()
+
+
+@pytest.mark.skipif(not MISSING, reason="this machine has every device kind")
+def test_only_absent_devices_are_skipped_each_with_its_reason(matrix):
+    # Left out, they would leave no test at all: the run says what it could not do instead.
     result = matrix.runpytest(
-        "--optbench-optimizers=sgd", "--optbench-batch-sizes=100", "-rs", "-p", "no:cacheprovider"
+        f"--optbench-devices={MISSING[0]}", "--optbench-optimizers=sgd", "--optbench-batch-sizes=100", "-rs"
     )
-    missing = [device for device in ("cuda", "mps") if not getattr(torch, device).is_available()]
-    if device_kinds := len(missing):
-        result.stdout.fnmatch_lines([f"*SKIPPED*{missing[0]}: no *"])
-    result.assert_outcomes(passed=3 - device_kinds, skipped=device_kinds)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"*SKIPPED*{MISSING[0]}: no *"])
+    assert "optbench: left out" not in result.stdout.str()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_shard_is_cut_before_absent_devices_are_left_out(matrix):
+    # Machines with and without a GPU cut the same shards: a shard counts every collected case.
+    options = ("--optbench-optimizers=sgd", "--optbench-batch-sizes=10,100", "--optbench-devices=cpu,cuda")
+    shards = []
+    for index in (1, 2, 3):
+        result = matrix.runpytest(*options, f"--optbench-shard={index}/3", "--collect-only", "-q")
+        shards.append(
+            [line.split("[")[1].rstrip("]") for line in result.outlines if "test_converges[" in line]
+        )
+    # Cut from sgd-bs10-cpu, sgd-bs10-cuda, sgd-bs100-cpu, sgd-bs100-cuda: the first shard's CUDA case
+    # is left out; the second holds only one, so it stays (and skips when run).
+    assert shards == [["sgd-bs10-cpu"], ["sgd-bs10-cuda"], ["sgd-bs100-cpu"]]
 
 
 def test_every_round_trains_a_fresh_model_with_a_fresh_optimizer(matrix):

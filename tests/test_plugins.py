@@ -43,9 +43,36 @@ def test_an_optimizer_from_the_command_line_joins_the_matrix(matrix):
         ["*test_converges?mysgd-bs100-cpu? PASSED*", "*test_converges?sgd-bs100-cpu? PASSED*"]
     )
     saved = json.loads((matrix.path / "out.json").read_text())
+    # Beside the reference pair alone, not the whole registry.
+    assert sorted(b["extra_info"]["id"] for b in saved["benchmarks"]) == [
+        "adam-bs100-cpu", "mysgd-bs100-cpu", "sgd-bs100-cpu"
+    ]  # fmt: skip
+    assert plugin.REFERENCE == ("adam", "sgd")
     (mine,) = [b["extra_info"] for b in saved["benchmarks"] if b["extra_info"]["optimizer"] == "mysgd"]
     assert json.loads(mine["hyperparams"]) == {"lr": 0.03, "momentum": 0.5}
     assert mine["status"] == "converged"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ((), list(OPTIMIZERS)),  # nothing added: every registered optimizer
+        (("--optbench-optimizer=mysgd=torch.optim:SGD",), ["adam", "mysgd", "sgd"]),
+        (
+            ("--optbench-optimizer= zz =torch.optim:SGD", "--optbench-optimizer=aa=torch.optim:SGD"),
+            ["aa", "adam", "sgd", "zz"],
+        ),
+        (
+            ("--optbench-optimizer=mysgd=torch.optim:SGD", "--optbench-optimizers=mysgd,rprop"),
+            ["mysgd", "rprop"],
+        ),
+        (("--optbench-optimizer=sgd=torch.optim:SGD",), ["adam", "sgd"]),  # retuning a reference optimizer
+    ],
+)
+def test_which_optimizers_run_beside_added_ones(matrix, options, expected):
+    result = matrix.runpytest(*options, "--optbench-batch-sizes=100", "--collect-only", "-q", *CPU)
+    cases = [line.split("[")[1].split("-bs")[0] for line in result.outlines if "test_converges[" in line]
+    assert sorted(cases) == expected
 
 
 def test_an_optimizer_from_pyproject(matrix):

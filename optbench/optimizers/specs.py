@@ -170,6 +170,11 @@ def entry(
     )
 
 
+def option_name(spec: str) -> str:
+    """The name an ``--optbench-optimizer`` spec gives its optimizer (what comes before ``=``)."""
+    return spec.partition("=")[0].strip()
+
+
 def parse_option(spec: str) -> OptimizerInfo:
     """``NAME=module:Class`` with optional JSON keyword arguments right after it.
 
@@ -177,7 +182,7 @@ def parse_option(spec: str) -> OptimizerInfo:
         SpecError: anything wrong with the spec, named with the spec itself.
     """
     where = f"--optbench-optimizer {one_line(repr(spec), 120)}"
-    name, equals, rest = spec.partition("=")
+    _, equals, rest = spec.partition("=")
     if not equals:
         raise SpecError(f"{where}: expected NAME=module:Class, optionally followed by JSON keyword arguments")
     target, brace, arguments = rest.partition("{")
@@ -187,7 +192,7 @@ def parse_option(spec: str) -> OptimizerInfo:
             kwargs = json.loads(brace + arguments)
         except json.JSONDecodeError as error:
             raise SpecError(f"{where}: the keyword arguments are not valid JSON ({error.msg})") from None
-    return entry(name.strip(), target.strip(), kwargs, where=where)
+    return entry(option_name(spec), target.strip(), kwargs, where=where)
 
 
 def from_pyproject(path: Path) -> list[OptimizerInfo]:

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -501,10 +502,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if absent and len(absent) < len(items):
         config.hook.pytest_deselected(items=absent)
         items[:] = [item for item in items if reasons[item] is None]
-        counted: dict[str, int] = {}
-        for item in absent:
-            counted[str(reasons[item])] = counted.get(str(reasons[item]), 0) + 1
-        config.stash[ABSENT_KEY] = counted
+        config.stash[ABSENT_KEY] = dict(Counter(str(reasons[item]) for item in absent))
 
 
 def _absent_reason(item: pytest.Item) -> str | None:

@@ -61,6 +61,11 @@ class Scenario:
             its own data noise, initialisation and shuffle order.
         shuffle: reshuffle the data every epoch (the tutorial does not).
         needs_closure: the optimizer's ``step`` takes a closure (LBFGS).
+        train_eval: the optimizer has modes (schedule-free methods): ``optimizer.train()``
+            is called before training steps and ``optimizer.eval()`` before every evaluation,
+            so the curves and the final metrics are those of its evaluation iterate.
+        create_graph: the optimizer reads second-order information from the gradients'
+            graph (Hessian-vector products): each backward runs with ``create_graph=True``.
         dtype: ``float32`` (default), ``float64`` or ``bfloat16``: the model's and
             the data's type; the ids of the others end in ``-float64``/``-bfloat16``.
         elementwise: the optimizer's update is elementwise, so several seeds may
@@ -85,6 +90,8 @@ class Scenario:
     seeds: int = 1
     shuffle: bool = False
     needs_closure: bool = False
+    train_eval: bool = False
+    create_graph: bool = False
     elementwise: bool = False
     dtype: str = "float32"
     problem: Problem = PROBLEMS.default

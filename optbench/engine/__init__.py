@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -27,6 +28,36 @@ MAX_CURVE_POINTS = 200
 
 class StaleOptimizerError(RuntimeError):
     """The optimizer does not hold exactly the parameters of the model it should train."""
+
+
+MODES = ("train", "eval")
+"""The methods a ``train_eval`` optimizer has: ``train()`` before training steps, ``eval()`` before
+every evaluation (schedule-free methods evaluate another iterate than the one they step)."""
+
+
+def check_modes(optimizer: OptimizerLike, scenario_id: str) -> None:
+    """Raises ``TypeError`` unless ``optimizer`` has the ``train()`` and ``eval()`` of ``train_eval``."""
+    missing = [name for name in MODES if not callable(getattr(optimizer, name, None))]
+    if missing:
+        raise TypeError(
+            f"{scenario_id}: the optimizer is flagged train_eval but {type(optimizer).__name__} has no "
+            f"{' or '.join(name + '()' for name in missing)}; drop the flag or give it those methods"
+        )
+
+
+_CREATE_GRAPH_WARNING = r"Using backward\(\) with create_graph=True"
+"""torch's warning about the reference cycle a backward with ``create_graph=True`` leaves between a
+parameter and its gradient: ``zero_grad`` (which sets the gradients to ``None``) breaks it every step."""
+
+
+def backward(loss: torch.Tensor, create_graph: bool) -> None:
+    """``loss.backward()``, with ``create_graph=True`` for optimizers that need Hessian-vector products."""
+    if not create_graph:
+        loss.backward()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CREATE_GRAPH_WARNING, category=UserWarning)
+        loss.backward(create_graph=True)
 
 
 @dataclass
@@ -110,6 +141,8 @@ def _prepare_one(scenario: Scenario) -> Prepared:
     model = _model(scenario, scenario.seed, device)
     optimizer = scenario.optimizer(model.parameters())
     check_bound(optimizer, list(model.parameters()), scenario.id)
+    if scenario.train_eval:
+        check_modes(optimizer, scenario.id)
     return Prepared(
         scenario=scenario,
         model=model,
@@ -167,7 +200,10 @@ def prepare(scenario: Scenario) -> Ready:
         return _prepare_one(scenario)
     singles = seed_scenarios(scenario)
     if replicas.applies(
-        elementwise=scenario.elementwise, needs_closure=scenario.needs_closure, dtype=scenario.dtype
+        elementwise=scenario.elementwise,
+        needs_closure=scenario.needs_closure,
+        dtype=scenario.dtype,
+        create_graph=scenario.create_graph,
     ):
         data = [_data(scenario, single.seed) for single in singles]
         optima = tuple(scenario.problem.reference(one.x, one.y) for one in data)
@@ -184,11 +220,14 @@ def prepare(scenario: Scenario) -> Ready:
                 shuffle=scenario.shuffle,
                 device=device,
                 key=scenario,
+                train_eval=scenario.train_eval,
             )
         except replicas.NotVectorisableError:
             pass  # the same results, one seed after another
         else:
             check_bound(stacked.optimizer, stacked.params, scenario.id)
+            if scenario.train_eval:
+                check_modes(stacked.optimizer, scenario.id)
             targets = tuple(
                 _target(one, optimum, scenario.id) for one, optimum in zip(data, optima, strict=True)
             )
@@ -281,7 +320,12 @@ def _train_one(prepared: Prepared, reuse_step_loss: bool | None = None) -> SeedF
     scenario = prepared.scenario
     full_batch = scenario.batch_size >= prepared.x.shape[0]
     if reuse_step_loss is None:
-        reuse_step_loss = full_batch and not scenario.shuffle and not scenario.needs_closure
+        # A train_eval optimizer's step loss is the training iterate's, not the evaluated one's.
+        reuse_step_loss = (
+            full_batch and not scenario.shuffle and not scenario.needs_closure and not scenario.train_eval
+        )
+    if reuse_step_loss and scenario.train_eval:
+        raise ValueError(f"{scenario.id}: a train_eval optimizer's step loss is not its evaluated loss")
     if reuse_step_loss and not full_batch:
         raise ValueError(f"{scenario.id}: only a full batch's step loss is the full-data loss")
     return _train_full_batch(prepared) if reuse_step_loss else _train_batches(prepared)
@@ -292,7 +336,8 @@ def _train_batches(prepared: Prepared) -> SeedFit:
     x, y = prepared.x, prepared.y
     device = x.device
     size, batch_size = x.shape[0], min(scenario.batch_size, x.shape[0])
-    needs_closure = scenario.needs_closure
+    needs_closure, train_eval = scenario.needs_closure, scenario.train_eval
+    create_graph = scenario.create_graph
     losses: list[torch.Tensor] = []
     epoch_loss: list[torch.Tensor] = []
     generator = torch.Generator(device=device).manual_seed(scenario.seed) if scenario.shuffle else None
@@ -300,33 +345,41 @@ def _train_batches(prepared: Prepared) -> SeedFit:
     criterion = scenario.problem.loss
 
     start = time.perf_counter()
+    if train_eval:
+        optimizer.eval()  # type: ignore[attr-defined]  # check_modes saw it
     with torch.no_grad():
         epoch_loss.append(criterion(model(x), y))
     for _ in range(scenario.epochs):
         if generator is not None:
             order = torch.randperm(size, device=device, generator=generator)
             x_batches, y_batches = x[order].split(batch_size), y[order].split(batch_size)
+        if train_eval:
+            optimizer.train()  # type: ignore[attr-defined]
         for xb, yb in zip(x_batches, y_batches, strict=True):
             if needs_closure:
 
                 def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
                     optimizer.zero_grad()
                     batch_loss = criterion(model(xb), yb)
-                    batch_loss.backward()
+                    backward(batch_loss, create_graph)
                     return batch_loss
 
                 loss = optimizer.step(closure)
             else:
                 optimizer.zero_grad()
                 loss = criterion(model(xb), yb)
-                loss.backward()
+                backward(loss, create_graph)
                 optimizer.step()
             losses.append(loss.detach())
+        if train_eval:
+            optimizer.eval()  # type: ignore[attr-defined]
         with torch.no_grad():
             full = criterion(model(x), y)
         epoch_loss.append(full)
         if not math.isfinite(full.item()):  # the one wait per epoch; .item() is the cheapest on a CPU
             break
+    if create_graph:
+        optimizer.zero_grad()  # the last gradients' graphs hold the parameters in a cycle
     return _finish(prepared, start, torch.stack(losses) if losses else None, torch.stack(epoch_loss))
 
 
@@ -348,11 +401,13 @@ def _train_full_batch(prepared: Prepared) -> SeedFit:
         losses.append(loss.detach())
         if not math.isfinite(loss.item()):
             break  # the epoch before ended non-finite: stop where the batched loop stops
-        loss.backward()
+        backward(loss, prepared.scenario.create_graph)
         optimizer.step()
     else:
         with torch.no_grad():
             losses.append(criterion(model(x), y))
+    if prepared.scenario.create_graph:
+        optimizer.zero_grad()  # the last gradients' graphs hold the parameters in a cycle
     epoch_loss = torch.stack(losses)
     return _finish(prepared, start, epoch_loss[:-1], epoch_loss)
 

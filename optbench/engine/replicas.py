@@ -46,13 +46,14 @@ carries on (up to 0.34 in the weight after 300 Rprop steps), so bfloat16 seeds r
 one after another."""
 
 
-def applies(*, elementwise: bool, needs_closure: bool, dtype: str) -> bool:
+def applies(*, elementwise: bool, needs_closure: bool, dtype: str, create_graph: bool = False) -> bool:
     """Whether seeds of such an optimizer run as replicas.
 
-    They do for an elementwise update that needs no closure, in a dtype of
+    They do for an elementwise update that needs no closure and no gradient graph (the traced
+    step hands the optimizer plain gradients, so no Hessian-vector product), in a dtype of
     ``EXACT_DTYPES``; the engine and the registry's ``auto`` seeds both ask here.
     """
-    return elementwise and not needs_closure and dtype in EXACT_DTYPES
+    return elementwise and not needs_closure and not create_graph and dtype in EXACT_DTYPES
 
 
 TRACED_KEPT = 4
@@ -112,6 +113,8 @@ class Replicas:
     grad_buffers: tuple[torch.Tensor, ...] = field(default=())
     """For a sweep (``lrs``): where each step's gradients are copied, views of one stacked gradient
     whose rows the groups' parameters hold as their ``.grad``. Empty: each step's gradient is assigned."""
+    train_eval: bool = False
+    """Call the optimizer's ``train()`` before each epoch's steps and ``eval()`` before each evaluation."""
 
 
 @dataclass
@@ -140,6 +143,7 @@ def prepare(
     device: torch.device,
     lrs: Sequence[float] | None = None,
     key: Hashable | None = None,
+    train_eval: bool = False,
 ) -> Replicas:
     """Stacks K fresh models and K data sets on ``device``, builds the optimizer and traces the step.
 
@@ -151,6 +155,8 @@ def prepare(
     With ``key``, the graphs traced for an equal key are reused instead of traced again: pass
     one that fixes the models' structure, the data's shapes, the loss, the device and the dtype
     (``optbench.engine.prepare`` passes the scenario, from which all of them are built).
+    With ``train_eval``, training calls the optimizer's ``train()`` before each epoch's steps and
+    its ``eval()`` before every full-data loss.
 
     Raises:
         NotVectorisableError: the models differ in structure or have buffers, the
@@ -229,6 +235,7 @@ def prepare(
         template=copy.deepcopy(models[0]).to(device),
         inputs=inputs,
         grad_buffers=grad_buffers,
+        train_eval=train_eval,
     )
 
 
@@ -300,14 +307,20 @@ def train(replicas: Replicas) -> Trace:
     losses: list[torch.Tensor] = []
     groups = list(optimizer.param_groups) if buffers else []
 
+    modes = r.train_eval
+
     start = time.perf_counter()
     with torch.no_grad():
+        if modes:
+            optimizer.eval()  # type: ignore[attr-defined]  # the engine checked it has modes
         epoch_loss[0] = r.loss_graph(*inputs, x, y)
         epochs_done = 0
         for epoch in range(1, r.epochs + 1):
             if generators is not None:
                 order = torch.stack([torch.randperm(size, device=device, generator=g) for g in generators])
                 batches = _batches(x[rows, order], y[rows, order], r.batch_size)
+            if modes:
+                optimizer.train()  # type: ignore[attr-defined]
             for xb, yb in batches:
                 *grads, loss = graphs[xb.shape[1]](*inputs, xb, yb)
                 if buffers:
@@ -318,6 +331,8 @@ def train(replicas: Replicas) -> Trace:
                         param.grad = grad
                 optimizer.step()
                 losses.append(loss)
+            if modes:
+                optimizer.eval()  # type: ignore[attr-defined]
             epoch_loss[epoch] = r.loss_graph(*inputs, x, y)
             epochs_done = epoch
             finite = torch.isfinite(epoch_loss[epoch])

@@ -22,6 +22,7 @@ from optbench.engine import (
     _model,
     _target,
     check_bound,
+    check_modes,
     fit,
     prepare,
     replica_fits,
@@ -73,7 +74,10 @@ def stackable(points: Sequence[Scenario]) -> bool:
     """Whether the points' seeds can run as replicas of one run (before trying to trace the model)."""
     first = points[0]
     return replicas.applies(
-        elementwise=first.elementwise, needs_closure=first.needs_closure, dtype=first.dtype
+        elementwise=first.elementwise,
+        needs_closure=first.needs_closure,
+        dtype=first.dtype,
+        create_graph=first.create_graph,
     )
 
 
@@ -108,10 +112,13 @@ def prepare_points(points: Sequence[Scenario]) -> Stacked | None:
             shuffle=first.shuffle,
             device=device,
             lrs=lrs,
+            train_eval=first.train_eval,
         )
     except replicas.NotVectorisableError:
         return None
     check_bound(stacked.optimizer, stacked.params, first.id)
+    if first.train_eval:
+        check_modes(stacked.optimizer, first.id)
     targets = tuple(_target(one, optimum, first.id) for one, optimum in zip(data, optima, strict=True))
     return Stacked(tuple(points), stacked, optima, targets)
 

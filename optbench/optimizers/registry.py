@@ -39,9 +39,10 @@ def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping))
 
 
-CaseKey = tuple[str, int | None, str | None]
-"""``(problem, batch size, dtype)``; ``None`` matches every batch size or dtype. Shorter keys
-(``("line",)``, ``("line", 1)``) are padded with ``None``."""
+CaseKey = tuple[str | None, int | None, str | None]
+"""``(problem, batch size, dtype)``; ``None`` matches every problem, batch size or dtype. Shorter
+keys (``("line",)``, ``("line", 1)``) are padded with ``None``; ``(None, 1)`` is batch size 1 on every
+problem (what an added optimizer's per-batch-size keyword arguments become)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,10 @@ def _case_key(key: tuple[Any, ...]) -> CaseKey:
     if not isinstance(key, tuple) or not 1 <= len(key) <= 3:
         raise ValueError(f"case key {key!r} must be (problem[, batch size[, dtype]])")
     problem, batch_size, dtype = (*key, None, None)[:3]
-    if not isinstance(problem, str):
-        raise ValueError(f"case key {key!r}: the problem must be a problem's name")
+    if problem is not None and not isinstance(problem, str):
+        raise ValueError(f"case key {key!r}: the problem must be a problem's name, or None for every one")
+    if problem is None and (batch_size is None or dtype is not None):
+        raise ValueError(f"case key {key!r}: a key for every problem names a batch size alone: (None, 8)")
     if batch_size is not None and (
         not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
     ):
@@ -99,10 +102,16 @@ class OptimizerInfo:
             ``(problem, batch size, dtype)`` (``None`` matches all), values ``Case``:
             tuned hyper-parameters, epochs, and known failures with their
             strictness. Where several keys match, the more specific wins: the
-            batch size's over the problem's, the dtype's over both (a key's
+            problem's over a batch size's on every problem (``(None, 1)``), the
+            problem's batch size's over the problem's, the dtype's over both (a key's
             hyper-parameters add to the broader ones'; the most specific key
             that says anything of failing decides it).
         needs_closure: ``step`` takes a closure that re-evaluates the loss (LBFGS).
+        train_eval: it has modes (schedule-free methods): ``train()`` is called before
+            training steps and ``eval()`` before every evaluation, so the curves and the
+            final metrics are those of its evaluation iterate.
+        create_graph: it takes Hessian-vector products of the gradients (AdaHessian- and
+            Sophia-style methods): every backward runs with ``create_graph=True``.
         matrix_only: updates only 2-D parameters; a companion takes the rest.
         sparse_only: needs sparse gradients.
         elementwise: each element's update depends only on that element's own
@@ -118,6 +127,8 @@ class OptimizerInfo:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     cases: Mapping[tuple[Any, ...], Case] = field(default_factory=dict)
     needs_closure: bool = False
+    train_eval: bool = False
+    create_graph: bool = False
     matrix_only: bool = False
     sparse_only: bool = False
     elementwise: bool = False
@@ -140,8 +151,9 @@ class OptimizerInfo:
         object.__setattr__(self, "cases", _frozen(cases))
 
     def _matching(self, problem: str, batch_size: int, dtype: str) -> list[Case]:
-        """The cases that apply, least specific first."""
+        """The cases that apply, least specific first (a key that names the problem wins)."""
         keys = [
+            (None, batch_size, None),
             (problem, None, None),
             (problem, batch_size, None),
             (problem, None, dtype),
@@ -200,7 +212,10 @@ class OptimizerInfo:
     def auto_seeds(self, dtype: str = "float32") -> int:
         """Seeds where they are cheap: ``AUTO_SEEDS`` where they run as replicas, else 1."""
         vectorised = replicas.applies(
-            elementwise=self.elementwise, needs_closure=self.needs_closure, dtype=dtype
+            elementwise=self.elementwise,
+            needs_closure=self.needs_closure,
+            dtype=dtype,
+            create_graph=self.create_graph,
         )
         return AUTO_SEEDS if vectorised else 1
 
@@ -231,6 +246,8 @@ class OptimizerInfo:
             "epochs": self.epochs_for(batch_size, problem=problem, dtype=dtype),
             "seed": seed,
             "needs_closure": self.needs_closure,
+            "train_eval": self.train_eval,
+            "create_graph": self.create_graph,
             "elementwise": self.elementwise,
             "hyperparams": tuple(sorted(hyperparams.items())),
         }

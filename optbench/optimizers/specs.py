@@ -3,11 +3,15 @@
 Three ways in, none of which edits optbench:
 
 - ``--optbench-optimizer 'lion=lion_pytorch:Lion{"lr": 3e-4}'``: a name, an
-  importable ``torch.optim.Optimizer`` subclass, and optional JSON keyword arguments;
+  importable ``torch.optim.Optimizer`` subclass, optional capability flags in brackets
+  (``sf=schedulefree:SGDScheduleFree[train_eval]``), and optional JSON keyword arguments;
 - a ``[tool.optbench.optimizers.<name>]`` table in the project's ``pyproject.toml``
-  with ``class``, and optionally ``kwargs``, ``elementwise``, ``needs_closure``;
+  with ``class``, and optionally ``kwargs`` and the flags (``train_eval = true``);
 - a package's entry point in the group ``optbench.optimizers`` that loads an
   ``OptimizerInfo``, a list of them, or a function returning either.
+
+Keyword arguments keyed by a batch size apply at that batch size alone, on top of the others:
+``{"lr": 3e-4, "1": {"lr": 1e-5}}`` (in TOML, ``kwargs = {lr = 3e-4, "1" = {lr = 1e-5}}``).
 
 Every spec is checked before any test runs: the module imports, the class is an
 optimizer, and it accepts the keyword arguments on a throwaway parameter. A bad
@@ -30,7 +34,7 @@ from typing import Any
 import torch
 
 from optbench.messages import one_line
-from optbench.optimizers.registry import OptimizerInfo
+from optbench.optimizers.registry import Case, OptimizerInfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,6 +128,46 @@ def check_kwargs(cls: type[torch.optim.Optimizer], kwargs: Mapping[str, Any], wh
         raise SpecError(f"{where}: {cls.__name__}({_show(kwargs)}) fails: {one_line(reason, 150)}") from None
 
 
+FLAGS = ("elementwise", "needs_closure", "train_eval", "create_graph")
+"""The capability flags a spec may set (``OptimizerInfo``'s fields of those names, all off by default):
+seeds as replicas, a closure for ``step``, ``train()``/``eval()`` modes, backward with
+``create_graph=True``."""
+
+
+def split_kwargs(kwargs: Mapping[Any, Any], where: str) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Keyword arguments for every batch size, and those keyed by a batch size (``{"1": {...}}``).
+
+    A key of digits (or an ``int``) names a batch size and holds that batch size's own keyword
+    arguments; no keyword argument's name can start with a digit.
+
+    Raises:
+        SpecError: a batch size that is not positive, or that holds something else than keyword arguments.
+    """
+    common: dict[str, Any] = {}
+    sizes: dict[int, dict[str, Any]] = {}
+    for key, value in kwargs.items():
+        if not _is_size(key):
+            common[key] = value
+            continue
+        size = int(key)
+        if size < 1:
+            raise SpecError(f"{where}: batch size {key!r} of the keyword arguments must be positive")
+        if not isinstance(value, Mapping) or any(_is_size(inner) for inner in value):
+            raise SpecError(
+                f"{where}: batch size {key!r} holds {one_line(repr(value), 60)}; give it the keyword "
+                f'arguments for that batch size, as in {{"{size}": {{"lr": 0.01}}}}'
+            )
+        if size in sizes:
+            raise SpecError(f"{where}: batch size {size} is given twice in the keyword arguments")
+        sizes[size] = dict(value)
+    return common, sizes
+
+
+def _is_size(key: object) -> bool:
+    """Whether a keyword-argument key names a batch size: digits, or an ``int``."""
+    return key.isdigit() if isinstance(key, str) else isinstance(key, int) and not isinstance(key, bool)
+
+
 def _show(kwargs: Mapping[str, Any]) -> str:
     """The keyword arguments as a call shows them, each value cut to a readable length."""
     return ", ".join(f"{key}={one_line(repr(value), 60)}" for key, value in kwargs.items())
@@ -135,38 +179,49 @@ def entry(
     kwargs: Mapping[str, Any] | None = None,
     *,
     where: str,
-    elementwise: bool = False,
-    needs_closure: bool = False,
+    **flags: bool,
 ) -> OptimizerInfo:
     """A checked registry entry for the optimizer class ``target`` (``module:Class``).
 
     Args:
         name: the registry name and first part of scenario ids.
         target: ``module:Class`` of a ``torch.optim.Optimizer`` subclass.
-        kwargs: keyword arguments for every batch size.
+        kwargs: keyword arguments for every batch size, and under a batch size's key
+            (``"1"``) those for that batch size alone (``split_kwargs``).
         where: where the spec came from, for error messages.
-        elementwise: declare the update elementwise, so seeds may run as replicas;
-            ``tests/test_replicas.py`` shows how to prove it.
-        needs_closure: its ``step`` takes a closure.
+        **flags: any of ``FLAGS``, ``True`` to set it. ``elementwise`` is a claim that
+            the plugin proves before the seeds run as replicas (``optbench.optimizers.proof``).
 
     Raises:
-        SpecError: as ``load_class`` and ``check_kwargs``, or a bad name.
+        SpecError: as ``load_class`` and ``check_kwargs``, a bad name, or an unknown flag.
     """
     if not _NAME.match(name):
         raise SpecError(f"{where}: name {name!r} must be lower-case letters, digits, '_' or '.'")
+    unknown = sorted(set(flags) - set(FLAGS))
+    if unknown:
+        raise SpecError(f"{where}: unknown flag(s) {', '.join(unknown)}; choose from {', '.join(FLAGS)}")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise SpecError(f"{where}: keyword arguments must be a JSON object or TOML table, got {kwargs!r}")
     cls = load_class(target, where)
-    kwargs = dict(kwargs or {})
-    check_kwargs(cls, kwargs, where)
+    common, sizes = split_kwargs(kwargs or {}, where)
+    check_kwargs(cls, common, where)
+    for size, own in sizes.items():
+        check_kwargs(cls, {**common, **own}, f"{where} at batch size {size}")
+    if flags.get("train_eval"):
+        missing = [method for method in ("train", "eval") if not callable(getattr(cls, method, None))]
+        if missing:
+            raise SpecError(
+                f"{where}: train_eval is set but {cls.__name__} has no "
+                f"{' or '.join(m + '()' for m in missing)}; drop the flag"
+            )
     return OptimizerInfo(
         name,
         None,
         cls,
-        defaults=kwargs,
-        elementwise=elementwise,
-        needs_closure=needs_closure,
+        defaults=common,
+        cases={(None, size): Case(own) for size, own in sorted(sizes.items())},
         note=f"from {where}",
+        **flags,
     )
 
 
@@ -175,8 +230,13 @@ def option_name(spec: str) -> str:
     return spec.partition("=")[0].strip()
 
 
+_FLAGGED = re.compile(r"^(?P<target>[^\[]*)\[(?P<flags>[^\]]*)\]\s*$")
+
+
 def parse_option(spec: str) -> OptimizerInfo:
-    """``NAME=module:Class`` with optional JSON keyword arguments right after it.
+    """``NAME=module:Class``, optional flags in brackets, then optional JSON keyword arguments.
+
+    For example ``sf=schedulefree:SGDScheduleFree[train_eval]{"lr": 1.0, "1": {"lr": 0.1}}``.
 
     Raises:
         SpecError: anything wrong with the spec, named with the spec itself.
@@ -184,7 +244,9 @@ def parse_option(spec: str) -> OptimizerInfo:
     where = f"--optbench-optimizer {one_line(repr(spec), 120)}"
     _, equals, rest = spec.partition("=")
     if not equals:
-        raise SpecError(f"{where}: expected NAME=module:Class, optionally followed by JSON keyword arguments")
+        raise SpecError(
+            f"{where}: expected NAME=module:Class, optionally followed by [flags] and JSON keyword arguments"
+        )
     target, brace, arguments = rest.partition("{")
     kwargs = None
     if brace:
@@ -192,7 +254,19 @@ def parse_option(spec: str) -> OptimizerInfo:
             kwargs = json.loads(brace + arguments)
         except json.JSONDecodeError as error:
             raise SpecError(f"{where}: the keyword arguments are not valid JSON ({error.msg})") from None
-    return entry(option_name(spec), target.strip(), kwargs, where=where)
+    flags: dict[str, bool] = {}
+    flagged = _FLAGGED.match(target)
+    if flagged:
+        target = flagged["target"]
+        for flag in (part.strip() for part in flagged["flags"].split(",")):
+            if flag not in FLAGS:
+                raise SpecError(f"{where}: unknown flag {flag!r} in brackets; choose from {', '.join(FLAGS)}")
+            flags[flag] = True
+    elif "[" in target or "]" in target:
+        raise SpecError(
+            f"{where}: flags go in one pair of brackets after the class, as in module:Class[train_eval]"
+        )
+    return entry(option_name(spec), target.strip(), kwargs, where=where, **flags)
 
 
 def from_pyproject(path: Path) -> list[OptimizerInfo]:
@@ -217,10 +291,13 @@ def from_pyproject(path: Path) -> list[OptimizerInfo]:
         where = f"{path} [tool.optbench.optimizers.{name}]"
         if not isinstance(options, dict) or not isinstance(options.get("class"), str):
             raise SpecError(f'{where}: needs class = "module:Class"')
-        unknown = set(options) - {"class", "kwargs", "elementwise", "needs_closure"}
+        unknown = set(options) - {"class", "kwargs", *FLAGS}
         if unknown:
-            raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        for flag in ("elementwise", "needs_closure"):
+            raise SpecError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; choose from class, kwargs, "
+                f"{', '.join(FLAGS)}"
+            )
+        for flag in FLAGS:
             if not isinstance(options.get(flag, False), bool):
                 raise SpecError(
                     f"{where}: {flag} = {_toml(options[flag])} is not a TOML boolean; "
@@ -237,8 +314,7 @@ def from_pyproject(path: Path) -> list[OptimizerInfo]:
                 options["class"],
                 options.get("kwargs"),
                 where=where,
-                elementwise=options.get("elementwise", False),
-                needs_closure=options.get("needs_closure", False),
+                **{flag: options[flag] for flag in FLAGS if flag in options},
             )
         )
     return found

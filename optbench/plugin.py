@@ -32,7 +32,7 @@ from optbench import __version__, hookspecs
 from optbench.devices import DEVICES, unavailable_reason
 from optbench.engine import fit, prepare, summarise
 from optbench.files import OutputError, check_apart
-from optbench.optimizers import specs
+from optbench.optimizers import proof, specs
 from optbench.optimizers.registry import AUTO_SEEDS, OPTIMIZERS, OptimizerInfo, Registry
 from optbench.options import (
     DEFAULT_TIMEOUT,
@@ -65,6 +65,8 @@ TIMEOUT_KEY = pytest.StashKey[float]()
 TUNED_KEY = pytest.StashKey["dict[str, tuple[CaseRow, str]]"]()
 """On the config: this process's sweeps by cache key, each with where it came from."""
 
+PROOFS_KEY = pytest.StashKey["dict[str, str]"]()
+"""On the config: one line per added optimizer of the run, saying whether it was proven elementwise."""
 ABSENT_KEY = pytest.StashKey["dict[str, int]"]()
 """On the config: the cases left out by the devices' reasons why this machine lacks them."""
 
@@ -361,13 +363,21 @@ def _check_timeout(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Builds this run's registry and problem table and checks the names chosen from them."""
     _refuse_saving_under_xdist(config)
+    added = added_optimizers(config)
     try:
-        registry = OPTIMIZERS.with_entries(added_optimizers(config), replace=True)
+        registry = OPTIMIZERS.with_entries(added, replace=True)
     except ValueError as error:
         raise pytest.UsageError(
             specs.one_line(f"added optimizers: {error}; give each a name of its own")
         ) from None
     _check_names(config, "optimizers", "optimizer", registry)
+    chosen = set(chosen_optimizers(config, registry))
+    try:
+        registry, config.stash[PROOFS_KEY] = proof.prove_added(
+            registry, [info.name for info in added if info.name in chosen]
+        )
+    except specs.SpecError as error:
+        raise pytest.UsageError(specs.one_line(str(error))) from None
     config.stash[REGISTRY_KEY] = registry
     added = _one_line_errors(
         "pytest_optbench_problems",
@@ -510,6 +520,11 @@ def _absent_reason(item: pytest.Item) -> str | None:
     params = getattr(getattr(item, "callspec", None), "params", {})
     device = params.get("device") if "scenario" in getattr(item, "fixturenames", ()) else None
     return unavailable_reason(device) if isinstance(device, str) else None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Whether each added optimizer of the run was proven elementwise, so its seeds run as replicas."""
+    return [f"optbench: {line}" for line in config.stash.get(PROOFS_KEY, {}).values()]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

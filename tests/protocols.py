@@ -75,3 +75,27 @@ class ExactStepGD(torch.optim.Optimizer):
                 size = group["lr"] * gg / ghg if ghg > 0 else group["lr"]
                 for p, g in zip(params, grads, strict=True):
                     p.sub_(size * g.detach())
+
+
+class NormalisedSGD(torch.optim.Optimizer):
+    """Not elementwise: each step is the gradient over its whole tensor's norm, so stacked replicas mix."""
+
+    def __init__(self, params, lr: float = 0.01) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad / (p.grad.norm() + 1e-12), alpha=-group["lr"])
+
+
+class Exploding(torch.optim.SGD):
+    """Raises on its third step, as a broken optimizer would mid-run."""
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> None:
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == 3:
+            raise ZeroDivisionError("third step")
+        super().step(closure)

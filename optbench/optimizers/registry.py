@@ -116,6 +116,9 @@ class OptimizerInfo:
         sparse_only: needs sparse gradients.
         elementwise: each element's update depends only on that element's own
             gradient history, so independent runs can be packed side by side.
+        proven: ``elementwise`` was proven on throwaway runs at the start of this run
+            (``optbench.optimizers.proof``), as it is for every added optimizer, rather
+            than declared by a built-in entry (whose flags optbench's own tests prove).
         foreach: accepts ``foreach=True`` (multi-tensor implementation).
         fused: accepts ``fused=True`` (fused kernel implementation).
         note: why the hyper-parameters differ from torch's defaults.
@@ -132,6 +135,7 @@ class OptimizerInfo:
     matrix_only: bool = False
     sparse_only: bool = False
     elementwise: bool = False
+    proven: bool = False
     foreach: bool = False
     fused: bool = False
     note: str = ""

@@ -1,0 +1,133 @@
+"""An added optimizer's elementwise claim is proven on throwaway runs, never trusted."""
+
+import json
+
+import pytest
+import torch
+from protocols import AveragedSGD, Exploding, NormalisedSGD
+
+from optbench import OPTIMIZERS, OptimizerInfo, Registry, prepare
+from optbench.engine import Sequential, Vectorised
+from optbench.optimizers import proof
+
+CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
+MATRIX = """
+from optbench import assert_converged
+
+
+def test_converges(benchmark_training, scenario):
+    assert_converged(benchmark_training(scenario))
+"""
+
+
+@pytest.mark.parametrize("name", [name for name in OPTIMIZERS if name != "lbfgs"])
+def test_the_proof_agrees_with_every_built_in_flag(name):
+    info = OPTIMIZERS[name]
+    found = proof.prove_elementwise(info)
+    assert found.proven == info.elementwise, found.reason
+
+
+def test_the_proof_does_not_try_what_never_runs_as_replicas():
+    found = proof.prove_elementwise(OPTIMIZERS["lbfgs"])
+    assert not found.proven and "never run as replicas" in found.reason
+
+
+@pytest.mark.parametrize(
+    ("info", "reason"),
+    [
+        # On the line's 1 x 1 weight a tensor's norm is the replicas' norm: the engine's run catches it.
+        (
+            OptimizerInfo("norm", None, NormalisedSGD, defaults={"lr": 0.01}),
+            "seed 0's loss differs from step",
+        ),
+        # Factored second moments: a matrix's rows and columns mix; muon orthogonalises the matrix.
+        (OPTIMIZERS["adafactor"], "loss differs"),
+        (OPTIMIZERS["muon"], "loss differs"),
+    ],
+    ids=["norm", "adafactor", "muon"],
+)
+def test_a_false_claim_is_an_error_naming_the_difference(info, reason):
+    claimed = OptimizerInfo(info.name, None, info.factory, defaults=info.hyperparams(10), elementwise=True)
+    with pytest.raises(proof.ClaimError, match=f"it claims elementwise, but .*{reason}.*; drop elementwise"):
+        proof.prove_added(Registry([claimed]), [info.name])
+
+
+def test_the_optimizer_alone_catches_what_the_lines_shapes_hide():
+    # As factored methods treat only large matrices: the line's tensors, stacked or not, are too small
+    # to be touched, so only the network-shaped run shows the tensor's norm mixing the replicas.
+    class LargeTensorNormSGD(torch.optim.SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and p.numel() > 4:
+                        p.grad.div_(p.grad.norm())
+            return super().step(closure)
+
+    info = OptimizerInfo("large", None, LargeTensorNormSGD, defaults={"lr": 0.01})
+    found = proof.prove_elementwise(info)
+    assert not found.proven
+    assert found.reason.startswith("stepped alone, a 16x1 tensor of replica 0 differs by up to"), found.reason
+
+
+def test_an_optimizer_that_passes_without_the_flag_runs_its_seeds_as_replicas():
+    info = OptimizerInfo("avg", None, AveragedSGD, defaults={"lr": 0.01}, train_eval=True)
+    assert not info.elementwise and info.auto_seeds() == 1
+    registry, said = proof.prove_added(Registry([info]), ["avg"])
+    proven = registry["avg"]
+    assert proven.elementwise and proven.proven
+    assert proven.auto_seeds() == 32
+    assert isinstance(prepare(proven.scenario(10, seeds=4)), Vectorised)
+    assert said == {"avg": "avg: proven elementwise on a throwaway run; its seeds run as replicas"}
+
+
+def test_an_optimizer_that_fails_without_the_flag_keeps_its_seeds_apart():
+    info = OptimizerInfo("norm", None, NormalisedSGD, defaults={"lr": 0.01})
+    registry, said = proof.prove_added(Registry([info]), ["norm"])
+    assert not registry["norm"].elementwise
+    assert isinstance(prepare(registry["norm"].scenario(10, seeds=2)), Sequential)
+    assert said["norm"].startswith("norm: not elementwise (seed 0's loss differs from step")
+
+
+def test_an_optimizer_that_raises_while_proven():
+    plain = OptimizerInfo("boom", None, Exploding, defaults={"lr": 0.01})
+    registry, said = proof.prove_added(Registry([plain]), ["boom"])
+    assert not registry["boom"].elementwise
+    assert "raised ZeroDivisionError: third step" in said["boom"]
+    claimed = OptimizerInfo("boom", None, Exploding, defaults={"lr": 0.01}, elementwise=True)
+    with pytest.raises(
+        proof.ClaimError, match="proving its elementwise claim on a throwaway run raised Zero"
+    ):
+        proof.prove_added(Registry([claimed]), ["boom"])
+
+
+def test_a_false_claim_on_the_command_line_is_a_one_line_usage_error(pytester):
+    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
+    pytester.makepyfile(test_matrix=MATRIX)
+    result = pytester.runpytest("--optbench-optimizer=norm=protocols:NormalisedSGD[elementwise]", *CPU)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: norm (from --optbench-optimizer *): it claims elementwise, but two stacked replicas *"]
+    )
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_an_added_optimizer_proven_on_the_command_line_trains_as_many_seeds_as_the_built_ins(pytester):
+    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
+    pytester.makepyfile(test_matrix=MATRIX)
+    result = pytester.runpytest(
+        '--optbench-optimizer=lion=lion_pytorch:Lion{"lr": 0.005}',
+        "--optbench-optimizers=lion",
+        "--optbench-problems=line",
+        "--optbench-batch-sizes=1",
+        "--benchmark-json=out.json",
+        "--benchmark-min-rounds=1",
+        *CPU,
+    )
+    result.stdout.fnmatch_lines(
+        ["optbench: lion: proven elementwise on a throwaway run; its seeds run as replicas"]
+    )
+    result.assert_outcomes(passed=1)
+    (saved,) = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    assert saved["extra_info"]["seeds"] == 32
+    assert saved["extra_info"]["seed_runs"] == "vectorised"

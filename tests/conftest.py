@@ -7,16 +7,26 @@ import os
 # call, so it is set before any. A user's own MKL_CBWR stands; tests/test_line_unchanged.py runs the
 # matrix without it, as a user does.
 # OPTBENCH_SUITE_MKL_CBWR says the mode is the suite's (xdist's workers inherit both).
-if "MKL_CBWR" not in os.environ:
-    os.environ.update(MKL_CBWR="COMPATIBLE", OPTBENCH_SUITE_MKL_CBWR="1")
+import pytest
 
 # Optimizers import torch._dynamo lazily on their first step. pytester's in-process
 # runs drop modules first imported inside them, and a second import of _dynamo
 # fails (it registers a torch library twice), so import it once up front.
-import pytest
 import torch._dynamo  # noqa: F401
 
 pytest_plugins = ("pytester",)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's MKL mode, set before any test or collection calls MKL.
+
+    Not under ``--pyargs``: ``python -m optbench`` run from the checkout's root loads this file too
+    (pytest loads the ``test*/conftest.py`` files of the folder it runs in), and the matrix it runs
+    keeps the user's MKL mode.
+    """
+    if "MKL_CBWR" not in os.environ and not config.option.pyargs:
+        os.environ.update(MKL_CBWR="COMPATIBLE", OPTBENCH_SUITE_MKL_CBWR="1")
 
 
 @pytest.fixture(autouse=True)

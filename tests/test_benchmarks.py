@@ -12,7 +12,7 @@ from optbench import LINE, OPTIMIZERS
 from optbench.devices import unavailable_reason
 from optbench.record import SCHEMA_VERSION, fields
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "optbench" / "benchmarks"
 CONFTEST = 'pytest_plugins = ("optbench.plugin",)\n'
 HOOK = """
 import fakes

@@ -24,7 +24,7 @@ from optbench.options import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MATRIX = (ROOT / "benchmarks" / "test_matrix.py").read_text()
+MATRIX = (ROOT / "optbench" / "benchmarks" / "test_matrix.py").read_text()
 CONFTEST = 'pytest_plugins = ("optbench.plugin",)\n'
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
 

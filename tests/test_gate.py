@@ -9,7 +9,7 @@ import pytest
 from optbench.baseline import main as baseline_main
 from optbench.gate import main as gate_main
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "optbench" / "benchmarks"
 CONFTEST = """
 import os
 

@@ -203,7 +203,7 @@ def test_an_id_of_two_lines_or_a_huge_number_is_one_line(tmp_path, capsys):
 def test_pytest_refuses_to_save_a_run_over_its_own_baseline(pytester):
     pytester.makeconftest('pytest_plugins = ("optbench.plugin",)')
     pytester.makepyfile(
-        test_matrix=(Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+        test_matrix=(Path(__file__).resolve().parents[1] / "optbench/benchmarks/test_matrix.py").read_text()
     )
     baseline = pytester.path / "baseline.json"
     baseline.write_text(RUN.read_text())

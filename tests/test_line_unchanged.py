@@ -52,7 +52,8 @@ def _run_the_default_matrix(saved: Path) -> str:
     if SUITE_MKL_CBWR:  # the suite's own MKL mode (conftest.py), not the user's
         env.pop("MKL_CBWR", None)
         env.pop("OPTBENCH_SUITE_MKL_CBWR", None)
-    modules = [str(ROOT / "benchmarks" / name) for name in ("test_matrix.py", "test_seed_profile.py")]
+    benchmarks = ROOT / "optbench" / "benchmarks"
+    modules = [str(benchmarks / name) for name in ("test_matrix.py", "test_seed_profile.py")]
     options = ["-q", "-p", "no:cacheprovider", "--optbench-devices=cpu", "--benchmark-min-rounds=1"]
     options += ["--optbench-problems=line"]  # the line's matrix, as before the suite
     options += [f"--benchmark-json={saved}", f"--optbench-baseline={COMMITTED}"]

@@ -92,7 +92,7 @@ def test_a_scenario_bringing_its_own_data_to_a_problem_without_keeps_its_batch_s
 @pytest.fixture
 def matrix(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_matrix=(ROOT / "benchmarks" / "test_matrix.py").read_text())
+    pytester.makepyfile(test_matrix=(ROOT / "optbench" / "benchmarks" / "test_matrix.py").read_text())
     return pytester
 
 

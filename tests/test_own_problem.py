@@ -17,7 +17,7 @@ from optbench.gate import main as gate
 from optbench.report import main as report
 from optbench.results import load
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "optbench" / "benchmarks"
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
 
 PLANE = '''

@@ -18,7 +18,7 @@ from optbench.problems import PROBLEMS
 from optbench.report import main as report
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "benchmarks"
+BENCHMARKS = ROOT / "optbench" / "benchmarks"
 CONFTEST = 'pytest_plugins = ("optbench.plugin",)\n'
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
 

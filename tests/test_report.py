@@ -40,7 +40,8 @@ def saved_run(tmp_path_factory) -> Path:
     """A real run: a subset of the matrix and the seed profile, saved by pytest-benchmark."""
     path = tmp_path_factory.mktemp("run") / "run.json"
     command = [
-        sys.executable, "-m", "pytest", "benchmarks/test_matrix.py", "benchmarks/test_seed_profile.py",
+        sys.executable, "-m", "pytest",
+        "optbench/benchmarks/test_matrix.py", "optbench/benchmarks/test_seed_profile.py",
         "-q", "-p", "no:cacheprovider",
         "--optbench-problems=line", "--optbench-optimizers=sgd,adam", "--optbench-batch-sizes=10,100",
         "--optbench-devices=cpu",

@@ -15,7 +15,7 @@ from optbench.report import main as report
 
 pytest.importorskip("lion_pytorch", reason="lion-pytorch is not installed; pip install -e '.[lion]'")
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "optbench" / "benchmarks"
 LION = '--optbench-optimizer=lion=lion_pytorch:Lion{"lr": 0.005}'
 
 

@@ -15,8 +15,8 @@ the machine's drift touches them alike; medians and their ratios are reported.
   ``--suite``) the whole line sweep, ``python -m optbench.tune --tune-seeds auto``.
 - **harness**: pytest-benchmark's median for a scenario against the same
   training timed by hand with ``time.perf_counter``.
-- **suite** (``--suite``, several minutes): the wall time of ``pytest benchmarks``
-  over the default matrix and smaller or larger ones.
+- **suite** (``--suite``, several minutes): the wall time of ``pytest optbench/benchmarks``
+  (what ``optbench`` runs) over the default matrix and smaller or larger ones.
 """
 
 from __future__ import annotations
@@ -246,9 +246,10 @@ def harness_section(repeats: int) -> list[str]:
         "|---|---|---|---|",
     ]
     cases = [
-        ("adam-bs1-cpu (32 seeds)", "benchmarks/test_matrix.py", "adam-bs1-cpu",
+        ("adam-bs1-cpu (32 seeds)", "optbench/benchmarks/test_matrix.py", "adam-bs1-cpu",
          OPTIMIZERS["adam"].scenario(1, seeds=32)),
-        ("seed.adam-bs1-cpu (1 seed)", "benchmarks/test_seed_profile.py", "test_seed_profile and seed.adam",
+        ("seed.adam-bs1-cpu (1 seed)", "optbench/benchmarks/test_seed_profile.py",
+         "test_seed_profile and seed.adam",
          SEED_PROFILE["seed.adam"].scenario(1)),
     ]  # fmt: skip
     threads = ["--optbench-optimizers=adam", "--optbench-batch-sizes=1"]
@@ -286,9 +287,12 @@ SUITES = (
 
 
 def suite_section() -> list[str]:
-    lines = ["| `pytest benchmarks` with | tests | wall time |", "|---|---|---|"]
+    lines = ["| `pytest optbench/benchmarks` with | tests | wall time |", "|---|---|---|"]
     for label, options in SUITES:
-        command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider", *options]
+        # The modules `optbench` runs, named by path: `python -m optbench` from the checkout's root
+        # would also load (and time) the test suite's tests/conftest.py.
+        command = [sys.executable, "-m", "pytest", "optbench/benchmarks", "-q", "-p", "no:cacheprovider"]
+        command += options
         start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
@@ -307,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--repeats", type=int, default=11, help="interleaved repeats per comparison (default 11)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
-    parser.add_argument("--suite", action="store_true", help="also time whole `pytest benchmarks` runs")
+    parser.add_argument("--suite", action="store_true", help="also time whole runs of the matrix")
     parser.add_argument("--out", type=Path, help="write the Markdown here as well")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """``python -m optbench.baseline``: a saved run's final metrics as a small baseline file.
 
-The file (no timings, no curves) is what ``pytest benchmarks --optbench-baseline
-FILE`` and ``python -m optbench.gate --baseline FILE`` compare a new run against.
+The file (no timings, no curves) is what ``optbench --optbench-baseline FILE``
+and ``python -m optbench.gate --baseline FILE`` compare a new run against.
 It is written all or nothing (a temporary file renamed over ``--out``), never over
 the run it is made from. Exit status: 0 written, 2 the run is unusable or ``--out``
 cannot be written (nothing was written), 130 (143 on SIGTERM) interrupted.

@@ -1,8 +1,7 @@
 """Template: your own optimizer in optbench's matrix, with no edit to optbench.
 
-Copy this file as conftest.py into the folder that holds optbench's benchmark modules (a copy of its
-benchmarks/ folder in your project), then run, for example:
-    pytest benchmarks --optbench-optimizers=signsgd,sgd --benchmark-autosave && python -m optbench.report
+Copy this file as conftest.py into the folder you run optbench in (your project's, say), then run there:
+    optbench --optbench-optimizers=signsgd,sgd --benchmark-autosave && python -m optbench.report
 """
 
 from collections.abc import Callable, Iterable

@@ -20,6 +20,7 @@ from optbench.optimizers.registry import IMPLS
 from optbench.problems import PROBLEMS
 from optbench.results import BENCHMARKS_DIR
 from optbench.scenario import DTYPES, MAX_SEED
+from optbench.schedules import SCHEDULES, WARMUP_FRACTION
 from optbench.tune.grid import DEFAULT_GRID, parse_lr_grid
 
 DEFAULT_SEEDS = 32
@@ -83,6 +84,24 @@ def add_matrix_options(addoption: AddOption, prefix: str = "") -> None:
         default=None,
         metavar="DTYPES",
         help=f"comma-separated dtypes from {','.join(DTYPES)} (default: float32 alone)",
+    )
+
+
+def add_schedule_option(addoption: AddOption, prefix: str = "") -> None:
+    """Adds ``--schedules``: the learning-rate schedules to run each case under, as an axis.
+
+    Args:
+        addoption: as for ``add_matrix_options``.
+        prefix: ``"optbench-"`` in pytest (``--optbench-schedules``), nothing on the command line.
+    """
+    addoption(
+        f"--{prefix}schedules",
+        type=parse_schedules,
+        default=None,
+        metavar="SCHEDULES",
+        help=f"comma-separated learning-rate schedules from {','.join(SCHEDULES)}, stepped after every "
+        f"optimizer step; warmup-cosine warms up over {WARMUP_FRACTION:.0%} of the steps (default: "
+        "constant alone)",
     )
 
 
@@ -258,6 +277,11 @@ def parse_impls(value: str) -> tuple[str, ...]:
 def parse_dtypes(value: str) -> tuple[str, ...]:
     """``"float32,bfloat16"`` -> ``("float32", "bfloat16")``: names from ``DTYPES``."""
     return _choices(value, DTYPES, "dtype")
+
+
+def parse_schedules(value: str) -> tuple[str, ...]:
+    """``"constant,cosine"`` -> ``("constant", "cosine")``: names from ``SCHEDULES``."""
+    return _choices(value, SCHEDULES, "schedule")
 
 
 def parse_shard(value: str) -> tuple[int, int]:

@@ -2,10 +2,11 @@
 
 Load it from a ``conftest.py`` with ``pytest_plugins = ("optbench.plugin",)``.
 A test that asks for the ``scenario`` fixture runs once per combination, with
-plain parameters ``optimizer``, ``batch_size`` and ``device`` (and ``impl`` and
-``dtype`` when ``--optbench-impl`` and ``--optbench-dtypes`` are given), and an id
-such as ``adam-bs10-cpu``. Optimizers from outside optbench join the registry
-before collection (``optbench.optimizers.specs``); ``--optbench-shard`` deselects all but one
+plain parameters ``optimizer``, ``batch_size`` and ``device`` (and ``impl``,
+``dtype`` and ``schedule`` when ``--optbench-impl``, ``--optbench-dtypes`` and
+``--optbench-schedules`` are given), and an id such as ``adam-bs10-cpu``. Optimizers
+from outside optbench join the registry before collection (``optbench.optimizers.specs``), their
+elementwise claims proven (``optbench.optimizers.proof``); ``--optbench-shard`` deselects all but one
 shard of the collected tests, and ``--optbench-timeout`` gives each scenario test a pytest-timeout
 limit. With ``--optbench-tune`` each case runs at the learning rate a sweep chose for it
 (``optbench.tune``), kept in pytest's cache. Whatever an added optimizer or problem raises is a
@@ -40,6 +41,7 @@ from optbench.options import (
     MAX_SEEDS,
     MAX_TIMEOUT,
     add_matrix_options,
+    add_schedule_option,
     add_tune_options,
     check_names,
     parse_devices,
@@ -53,6 +55,7 @@ from optbench.problems import PROBLEMS, Problem, Problems
 from optbench.record import SCHEMA_VERSION, Record, check_metric_names
 from optbench.results import ResultsError, read_baseline
 from optbench.scenario import DTYPES, Scenario
+from optbench.schedules import CONSTANT, SCHEDULES
 from optbench.tune.choose import PASSING
 from optbench.tune.settings import CaseRow, describe
 from optbench.tune.sweep import LR, Job, NoLearningRateError, check_takes_lr, sweep_case
@@ -88,6 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """Adds the ``--optbench-*`` options."""
     group = parser.getgroup("optbench", "optbench: the optimizer benchmark matrix")
     add_matrix_options(group.addoption, prefix="optbench-")
+    add_schedule_option(group.addoption, prefix="optbench-")
     group.addoption(
         "--optbench-optimizer",
         action="append",
@@ -388,12 +392,14 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(specs.one_line(f"pytest_optbench_problems: {error}")) from None
     for name, problem in problems.items():
-        if name in DTYPES:  # its ids would read as the line's in that dtype
-            raise pytest.UsageError(
-                specs.one_line(
-                    f"pytest_optbench_problems: problem name {name!r} is a dtype's; give the problem another"
+        for axis, names in (("dtype", DTYPES), ("schedule", SCHEDULES)):
+            if name in names:  # its ids would read as the line's in that dtype or on that schedule
+                raise pytest.UsageError(
+                    specs.one_line(
+                        f"pytest_optbench_problems: problem name {name!r} is a {axis}'s; give the problem "
+                        "another"
+                    )
                 )
-            )
         try:
             check_metric_names(problem.metrics)
         except Exception as error:  # a metric table of the wrong shape fails in its own way
@@ -430,6 +436,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = chosen_optimizers(config, registry)
     impls = config.getoption("optbench_impl")
     dtypes = config.getoption("optbench_dtypes")
+    schedules = config.getoption("optbench_schedules")
     table = config.stash[PROBLEMS_KEY]
     chosen = config.getoption("optbench_problems")
     problems = [table[name] for name in chosen or table]
@@ -438,12 +445,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     crossed = len(problems) > 1 or problems[0] is not table.default
     cases = []
     for problem in problems:
-        cases += _cases(config, registry, names, problem, crossed, impls, dtypes)
+        cases += _cases(config, registry, names, problem, crossed, impls, dtypes, schedules)
     arguments = (
         (["problem"] if crossed else [])
         + ["optimizer", "batch_size", "device"]
         + (["impl"] if impls else [])
         + (["dtype"] if dtypes else [])
+        + (["schedule"] if schedules else [])
     )
     metafunc.parametrize(arguments, cases)
 
@@ -456,22 +464,26 @@ def _cases(
     crossed: bool,
     impls: Sequence[str] | None,
     dtypes: Sequence[str] | None,
+    schedules: Sequence[str] | None,
 ) -> list[Any]:
     """The matrix's cases on one problem, with their marks; ``crossed``: the problem is a parameter.
 
     The batch sizes are ``Problem.batch_sizes_for``'s: clamped to the data's size, repeats once, and
-    one full batch for a problem without data.
+    one full batch for a problem without data. A case on a schedule other than constant trains at the
+    lr chosen for the constant one, so without ``--optbench-tune`` it is a non-strict expected failure
+    (``UNSCHEDULED``): timed and reported, never judged.
     """
     # Under --optbench-tune the sweep's verdict (the scenario fixture's mark) replaces the registry's
     # expected failures, which were measured at its own hand-picked settings.
     tuned = config.getoption("optbench_tune")
     cases = []
-    for name, batch_size, device, impl, dtype in itertools.product(
+    for name, batch_size, device, impl, dtype, schedule in itertools.product(
         names,
         problem.batch_sizes_for(config.getoption("optbench_batch_sizes")),
         config.getoption("optbench_devices"),
         impls or ("",),
         dtypes or ("float32",),
+        schedules or (CONSTANT,),
     ):
         info = registry[name]
         marks = []
@@ -481,13 +493,29 @@ def _cases(
         if impl and impl not in info.impls(device):
             marks.append(pytest.mark.skip(reason=f"{name} has no {impl} implementation on {device}"))
         expected = None if tuned else info.expected_failure(batch_size, problem=problem, dtype=dtype)
+        if expected is None and not tuned and schedule != CONSTANT:
+            expected = (
+                f"{UNSCHEDULED}: it trains at the constant schedule's lr; --optbench-tune tunes it",
+                False,
+            )
         if expected is not None:
             marks.append(pytest.mark.xfail(reason=expected[0], strict=expected[1]))
-        case_id = info.scenario(batch_size, device=device, impl=impl, dtype=dtype, problem=problem).id
-        values = [name, batch_size, device] + ([impl] if impls else []) + ([dtype] if dtypes else [])
+        case_id = info.scenario(
+            batch_size, device=device, impl=impl, dtype=dtype, problem=problem, schedule=schedule
+        ).id
+        values = (
+            [name, batch_size, device]
+            + ([impl] if impls else [])
+            + ([dtype] if dtypes else [])
+            + ([schedule] if schedules else [])
+        )
         values = [problem.name, *values] if crossed else values
         cases.append(pytest.param(*values, id=case_id, marks=marks))
     return cases
+
+
+UNSCHEDULED = "this schedule was neither tuned nor calibrated"
+"""The start of the reason of a case on a schedule other than constant, without ``--optbench-tune``."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -669,6 +697,12 @@ def dtype() -> str:
 
 
 @pytest.fixture
+def schedule() -> str:
+    """The learning-rate schedule of this case; ``constant`` unless ``--optbench-schedules`` is given."""
+    return CONSTANT
+
+
+@pytest.fixture
 def scenario(
     problem: str,
     optimizer: str,
@@ -676,13 +710,14 @@ def scenario(
     device: str,
     impl: str,
     dtype: str,
+    schedule: str,
     optbench_registry: Registry,
     optbench_problems: Problems,
     optbench_seed: int,
     optbench_seeds: int | None,
     request: pytest.FixtureRequest,
 ) -> Scenario:
-    """The registry's scenario for this case's problem, optimizer, batch size, device, impl and dtype.
+    """The registry's scenario for this case (problem, optimizer, batch size, device, impl, dtype, schedule).
 
     With ``--optbench-tune`` its ``lr`` is the one the case's sweep chose (``tuned_scenario``).
     """
@@ -696,6 +731,7 @@ def scenario(
         impl=impl,
         dtype=dtype,
         problem=optbench_problems[problem],
+        schedule=schedule,
     )
     if not request.config.getoption("optbench_tune"):
         return found
@@ -720,6 +756,7 @@ def tuned_scenario(request: pytest.FixtureRequest, info: OptimizerInfo, scenario
         grid=config.getoption("optbench_lr_grid"),
         seeds=config.getoption("optbench_tune_seeds"),
         seed=scenario.seed,
+        schedule=scenario.schedule,
     )
     row, source = tuned_case(config, job)
     request.node.user_properties.append((TUNE_PROPERTY, [job.cache_key(), f"{describe(row)} ({source})"]))
@@ -780,8 +817,10 @@ def _from_cache(value: object, job: Job) -> CaseRow | None:
     except (ValueError, TypeError, RecursionError):  # pydantic's ValidationError is a ValueError
         return None
     base = job.base()
-    expected = (job.problem.name, job.batch_size, job.dtype, job.device, list(job.grid), base.seeds)
-    found = (row.problem, row.batch_size, row.dtype, row.device, row.grid, row.seeds)
+    expected = (
+        job.problem.name, job.batch_size, job.dtype, job.schedule, job.device, list(job.grid), base.seeds
+    )  # fmt: skip
+    found = (row.problem, row.batch_size, row.dtype, row.schedule, row.device, row.grid, row.seeds)
     return row if found == expected and row.epochs == base.epochs else None
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from optbench.devices import parse_device
 from optbench.problems import PROBLEMS, ModelFactory, Problem
 from optbench.record import check_metric_names
+from optbench.schedules import CONSTANT, SCHEDULES
 
 
 class OptimizerLike(Protocol):
@@ -68,6 +69,9 @@ class Scenario:
             graph (Hessian-vector products): each backward runs with ``create_graph=True``.
         dtype: ``float32`` (default), ``float64`` or ``bfloat16``: the model's and
             the data's type; the ids of the others end in ``-float64``/``-bfloat16``.
+        schedule: the learning-rate schedule, one of ``optbench.schedules.SCHEDULES``
+            (``constant``, the default, attaches none); the ids of the others carry it
+            (``adam-bs10-cpu-cosine``).
         elementwise: the optimizer's update is elementwise, so several seeds may
             train as replicas of one vectorised run (``optbench.engine.replicas``);
             otherwise they train one after another. Either way each seed's
@@ -94,6 +98,7 @@ class Scenario:
     create_graph: bool = False
     elementwise: bool = False
     dtype: str = "float32"
+    schedule: str = CONSTANT
     problem: Problem = PROBLEMS.default
     dataset: DatasetFactory | Dataset | None = None
     model: ModelFactory | None = None
@@ -118,6 +123,8 @@ class Scenario:
             raise ValueError(f"scenario problem must be a Problem (optbench.problems), got {self.problem!r}")
         if self.problem.name in DTYPES:  # its ids would read as the line's in that dtype
             raise ValueError(f"problem name {self.problem.name!r} is a dtype's; give the problem another")
+        if self.problem.name in SCHEDULES:  # its ids would read as the line's on that schedule
+            raise ValueError(f"problem name {self.problem.name!r} is a schedule's; give the problem another")
         check_metric_names(self.problem.metrics)
         if self.full_batch_only and self.batch_size != 1:
             raise ValueError(
@@ -126,6 +133,8 @@ class Scenario:
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"scenario dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"scenario schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
     @property
     def full_batch_only(self) -> bool:
@@ -136,12 +145,14 @@ class Scenario:
     def id(self) -> str:
         """Stable readable id, such as ``adam-bs10-cpu``: the pytest id and the join key.
 
-        A problem other than the default, then a dtype other than float32, end it
-        (``adam-bs10-cpu-float64``, ``adam-bs10-cpu-quiet-float64``). A problem without data
+        A problem other than the default, then a schedule other than constant, then a dtype
+        other than float32, end it (``adam-bs10-cpu-float64``, ``adam-bs10-cpu-quiet-float64``,
+        ``adam-bs10-cpu-quiet-cosine-float64``). A problem without data
         has no batch size, so its ids say ``full`` instead (``adam-full-cpu-rosenbrock``); a
         problem with data keeps ``bs<N>`` even at full batch.
         """
         suffix = "" if self.problem.name == PROBLEMS.default.name else f"-{self.problem.name}"
+        suffix += "" if self.schedule == CONSTANT else f"-{self.schedule}"
         suffix += "" if self.dtype == "float32" else f"-{self.dtype}"
         batch = "full" if self.full_batch_only else f"bs{self.batch_size}"
         return f"{self.name}-{batch}-{self.device.replace(':', '')}{suffix}"

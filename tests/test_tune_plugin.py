@@ -217,7 +217,8 @@ def test_sgd_added_without_arguments_passes_every_default_batch_size_of_the_line
     result.assert_outcomes(passed=4)
     lines = tune_lines(result)
     assert [line.split(":")[0] for line in lines] == [f"mysgd-bs{size}-cpu" for size in (1, 10, 50, 100)]
-    assert all(", window " in line and "[13 lr x 8 seeds, point by point" in line for line in lines)
+    # An added optimizer proven elementwise (optbench.optimizers.proof) sweeps stacked, as the built-ins do.
+    assert all(", window " in line and "[13 lr x 8 seeds, vectorised" in line for line in lines)
 
 
 def test_an_optimizer_without_an_lr_is_refused_by_tuning_and_runs_without_it(matrix):
@@ -255,7 +256,7 @@ def test_a_case_where_no_lr_on_the_grid_passes_is_an_expected_failure(matrix):
     assert bench["extra_info"]["expected_failure"] == reason
     assert json.loads(bench["extra_info"]["hyperparams"]) == {"lr": 1e-05}
     assert tune_lines(result) == [
-        "mysgd-bs100-cpu: no lr passes; best pass rate 0.00 at lr 1e-05 [2 lr x 4 seeds, point by point, "
+        "mysgd-bs100-cpu: no lr passes; best pass rate 0.00 at lr 1e-05 [2 lr x 4 seeds, vectorised, "
         f"{cached_rows(matrix)[0].seconds:.1f} s] (swept now)"
     ]
 

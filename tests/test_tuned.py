@@ -29,7 +29,7 @@ SUITE = [case for case in ALL if case[1] != LINE.name]
 
 
 def test_the_file_holds_every_default_case_and_nothing_else():
-    assert sorted(case.key for case in TUNED.cases) == sorted((*case, "float32") for case in ALL)
+    assert sorted(case.key for case in TUNED.cases) == sorted((*case, "float32", "constant") for case in ALL)
     assert TUNED.command == "python -m optbench.tune --tune-seeds auto --out optbench/optimizers/tuned.json"
 
 

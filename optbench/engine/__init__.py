@@ -12,8 +12,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
+from optbench import schedules
 from optbench.engine import replicas
 from optbench.engine.dataset import as_tensors
 from optbench.engine.replicas import Replicas
@@ -72,6 +74,8 @@ class Prepared:
     optimum: Reference
     target: tuple[float, ...]
     """What the fit is judged against: the true parameters where known, else the reference's."""
+    schedulers: tuple[LRScheduler, ...] = ()
+    """The scenario's schedule (``optbench.schedules``), stepped after every optimizer step."""
 
 
 def check_bound(optimizer: OptimizerLike, own: Sequence[torch.Tensor], scenario_id: str) -> None:
@@ -151,7 +155,15 @@ def _prepare_one(scenario: Scenario) -> Prepared:
         y=y.to(device),
         optimum=optimum,
         target=_target(data, optimum, scenario.id),
+        schedulers=schedules.attach(
+            scenario.schedule, optimizer, total_steps(scenario, x.shape[0]), scenario.id
+        ),
     )
+
+
+def total_steps(scenario: Scenario, size: int) -> int:
+    """The optimizer steps of a full run of ``scenario`` on ``size`` samples: what a schedule spans."""
+    return scenario.epochs * math.ceil(size / min(scenario.batch_size, size))
 
 
 @dataclass
@@ -228,6 +240,9 @@ def prepare(scenario: Scenario) -> Ready:
             check_bound(stacked.optimizer, stacked.params, scenario.id)
             if scenario.train_eval:
                 check_modes(stacked.optimizer, scenario.id)
+            stacked.schedulers = schedules.attach(
+                scenario.schedule, stacked.optimizer, total_steps(scenario, stacked.x.shape[1]), scenario.id
+            )
             targets = tuple(
                 _target(one, optimum, scenario.id) for one, optimum in zip(data, optima, strict=True)
             )
@@ -337,7 +352,7 @@ def _train_batches(prepared: Prepared) -> SeedFit:
     device = x.device
     size, batch_size = x.shape[0], min(scenario.batch_size, x.shape[0])
     needs_closure, train_eval = scenario.needs_closure, scenario.train_eval
-    create_graph = scenario.create_graph
+    create_graph, schedulers = scenario.create_graph, prepared.schedulers
     losses: list[torch.Tensor] = []
     epoch_loss: list[torch.Tensor] = []
     generator = torch.Generator(device=device).manual_seed(scenario.seed) if scenario.shuffle else None
@@ -370,6 +385,8 @@ def _train_batches(prepared: Prepared) -> SeedFit:
                 loss = criterion(model(xb), yb)
                 backward(loss, create_graph)
                 optimizer.step()
+            for scheduler in schedulers:
+                scheduler.step()
             losses.append(loss.detach())
         if train_eval:
             optimizer.eval()  # type: ignore[attr-defined]
@@ -403,6 +420,8 @@ def _train_full_batch(prepared: Prepared) -> SeedFit:
             break  # the epoch before ended non-finite: stop where the batched loop stops
         backward(loss, prepared.scenario.create_graph)
         optimizer.step()
+        for scheduler in prepared.schedulers:
+            scheduler.step()
     else:
         with torch.no_grad():
             losses.append(criterion(model(x), y))

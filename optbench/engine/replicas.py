@@ -27,11 +27,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.optim.lr_scheduler import LRScheduler
 
 from optbench.problems import Loss
 from optbench.scenario import OptimizerFactory, OptimizerLike
@@ -115,6 +117,8 @@ class Replicas:
     whose rows the groups' parameters hold as their ``.grad``. Empty: each step's gradient is assigned."""
     train_eval: bool = False
     """Call the optimizer's ``train()`` before each epoch's steps and ``eval()`` before each evaluation."""
+    schedulers: tuple[LRScheduler, ...] = ()
+    """Learning-rate schedulers of the optimizer, stepped after each of its steps (``optbench.schedules``)."""
 
 
 @dataclass
@@ -305,6 +309,7 @@ def train(replicas: Replicas) -> Trace:
     batches = _batches(x, y, r.batch_size)
     graphs = r.step_graphs
     losses: list[torch.Tensor] = []
+    schedulers = r.schedulers
     groups = list(optimizer.param_groups) if buffers else []
 
     modes = r.train_eval
@@ -330,6 +335,8 @@ def train(replicas: Replicas) -> Trace:
                     for param, grad in zip(params, grads, strict=True):
                         param.grad = grad
                 optimizer.step()
+                if schedulers:
+                    _step_schedules(schedulers, optimizer, groups)
                 losses.append(loss)
             if modes:
                 optimizer.eval()  # type: ignore[attr-defined]
@@ -360,6 +367,27 @@ def train(replicas: Replicas) -> Trace:
         epoch_loss=[host_loss[: done[k] + 1, k].tolist() for k in range(count)],
         losses=host_losses,
     )
+
+
+def _step_schedules(
+    schedulers: Sequence[LRScheduler], optimizer: OptimizerLike, groups: list[dict[str, Any]]
+) -> None:
+    """Steps every scheduler once, over every group of a sweep, the ones left out included.
+
+    A scheduler sets each group's lr by its position among the groups it was built with, so the
+    groups of learning rates whose replicas all diverged are put back while it steps.
+    """
+    if not groups or len(optimizer.param_groups) == len(groups):
+        for scheduler in schedulers:
+            scheduler.step()
+        return
+    kept = list(optimizer.param_groups)
+    optimizer.param_groups[:] = groups
+    try:
+        for scheduler in schedulers:
+            scheduler.step()
+    finally:
+        optimizer.param_groups[:] = kept
 
 
 def model(replicas: Replicas, index: int) -> nn.Module:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from optbench import schedules
 from optbench.engine import (
     Fitted,
     _data,
@@ -28,6 +29,7 @@ from optbench.engine import (
     replica_fits,
     replicas,
     seed_scenarios,
+    total_steps,
 )
 from optbench.problems import Reference
 from optbench.scenario import Scenario
@@ -119,6 +121,9 @@ def prepare_points(points: Sequence[Scenario]) -> Stacked | None:
     check_bound(stacked.optimizer, stacked.params, first.id)
     if first.train_eval:
         check_modes(stacked.optimizer, first.id)
+    stacked.schedulers = schedules.attach(
+        first.schedule, stacked.optimizer, total_steps(first, stacked.x.shape[1]), first.id
+    )
     targets = tuple(_target(one, optimum, first.id) for one, optimum in zip(data, optima, strict=True))
     return Stacked(tuple(points), stacked, optima, targets)
 

@@ -16,6 +16,7 @@ from optbench.optimizers.split import MatrixSplit
 from optbench.optimizers.verdicts import VerdictFile
 from optbench.problems import LINE, Problem
 from optbench.scenario import DTYPES, OptimizerFactory, Scenario
+from optbench.schedules import CONSTANT
 from optbench.tune import settings
 from optbench.tune.settings import CaseRow, TunedFile
 
@@ -328,8 +329,9 @@ def measured(
 ) -> Registry:
     """``registry`` with the tuned lr and the calibrated verdict of each case off the ``hand`` problems.
 
-    Each case of ``tuned`` (float32, an entry's name, a problem not in ``hand``) adds its lr to the
-    entry's case at ``(problem, batch size)``, on top of what the entry's own case there says; the
+    Each case of ``tuned`` (float32, the constant schedule, an entry's name, a problem not in
+    ``hand``) adds its lr to the entry's case at ``(problem, batch size)``, on top of what the
+    entry's own case there says; the
     verdict of that case (``calibrated``) says whether it may fail in float32, unless the entry's own
     cases there say so. Every other batch size and dtype of such a problem was neither tuned nor
     calibrated: it trains at the lr tuned at the problem's smallest tuned batch size (the safer side,
@@ -339,7 +341,11 @@ def measured(
     ``tests/test_tuned.py`` holds each in a measured window).
     """
     kept = set(hand)
-    rows = [row for row in (tuned.cases if tuned is not None else ()) if row.dtype == "float32"]
+    rows = [
+        row
+        for row in (tuned.cases if tuned is not None else ())
+        if row.dtype == "float32" and row.schedule == CONSTANT
+    ]
     entries = []
     for info in registry.values():
         cases = dict(info.cases)

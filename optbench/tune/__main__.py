@@ -17,10 +17,17 @@ from pathlib import Path
 
 from optbench.devices import unavailable_reason
 from optbench.files import OutputError, check_output_file, exit_status, interrupts_raise, written
-from optbench.optimizers import specs
+from optbench.optimizers import proof, specs
 from optbench.optimizers.registry import OPTIMIZERS, Registry
-from optbench.options import add_matrix_options, add_tune_options, check_names, parse_devices
+from optbench.options import (
+    add_matrix_options,
+    add_schedule_option,
+    add_tune_options,
+    check_names,
+    parse_devices,
+)
 from optbench.problems import PROBLEMS
+from optbench.schedules import CONSTANT
 from optbench.tune import settings
 from optbench.tune.settings import CaseRow, describe
 from optbench.tune.sweep import (
@@ -45,6 +52,7 @@ def _say(row: CaseRow) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     add_matrix_options(parser.add_argument)
+    add_schedule_option(parser.add_argument)
     add_tune_options(parser.add_argument)
     parser.add_argument(
         "--optimizer",
@@ -88,8 +96,10 @@ def _registry(parser: argparse.ArgumentParser, added: Sequence[str]) -> Registry
     try:
         entries = [*specs.from_entry_points(), *specs.from_pyproject(Path("pyproject.toml"))]
         entries += [specs.parse_option(spec) for spec in added]
-        return OPTIMIZERS.with_entries(entries, replace=True)
-    except ValueError as error:  # SpecError, or a name given twice
+        registry = OPTIMIZERS.with_entries(entries, replace=True)
+        # Each added optimizer's elementwise claim is proven, and one that passes is swept stacked.
+        return proof.prove_added(registry, [entry.name for entry in entries])[0]
+    except ValueError as error:  # SpecError (ClaimError too), or a name given twice
         parser.error(specs.one_line(str(error)))
 
 
@@ -97,12 +107,21 @@ def _jobs(args: argparse.Namespace, registry: Registry) -> list[Job]:
     names = args.optimizers or tuple(registry)
     problems = [PROBLEMS[name] for name in args.problems or PROBLEMS]
     jobs = []
-    for problem, name, dtype, device in itertools.product(
-        problems, names, args.dtypes or ("float32",), args.device
+    for problem, name, dtype, schedule, device in itertools.product(
+        problems, names, args.dtypes or ("float32",), args.schedules or (CONSTANT,), args.device
     ):
         for batch_size in problem.batch_sizes_for(args.batch_sizes):
             jobs.append(
-                Job(registry[name], problem, batch_size, dtype, device, args.lr_grid, args.tune_seeds)
+                Job(
+                    registry[name],
+                    problem,
+                    batch_size,
+                    dtype,
+                    device,
+                    args.lr_grid,
+                    args.tune_seeds,
+                    schedule=schedule,
+                )
             )
     return jobs
 

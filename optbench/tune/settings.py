@@ -22,6 +22,7 @@ from optbench.files import write_atomic
 from optbench.problems import PROBLEMS
 from optbench.record import NAME
 from optbench.scenario import DTYPES
+from optbench.schedules import CONSTANT, SCHEDULES
 from optbench.tune.choose import RULE, Choice, Point, choose
 
 FORMAT = 1
@@ -74,6 +75,9 @@ class CaseRow(_Model):
     problem: _Name
     batch_size: Annotated[int, Field(ge=1)]
     dtype: Literal[tuple(DTYPES)]  # type: ignore[valid-type]
+    schedule: Literal[tuple(SCHEDULES)] = CONSTANT  # type: ignore[valid-type]
+    """The learning-rate schedule it was swept under (``optbench.schedules``); files before schedules
+    were swept at the constant one and leave it out."""
     device: _Name
     hyperparams: Annotated[str, Field(max_length=10_000)]
     """The other keyword arguments the sweep held fixed, as a JSON object (the record's ``hyperparams``)."""
@@ -105,9 +109,9 @@ class CaseRow(_Model):
         return self
 
     @property
-    def key(self) -> tuple[str, str, int, str]:
-        """``(optimizer, problem, batch size, dtype)``: one case per key in a file."""
-        return (self.optimizer, self.problem, self.batch_size, self.dtype)
+    def key(self) -> tuple[str, str, int, str, str]:
+        """``(optimizer, problem, batch size, dtype, schedule)``: one case per key in a file."""
+        return (self.optimizer, self.problem, self.batch_size, self.dtype, self.schedule)
 
     def choice(self) -> Choice:
         """What the rule chose."""
@@ -130,10 +134,12 @@ class TunedFile(_Model):
                 raise ValueError(f"the case {'/'.join(map(str, key))} is given twice")
         return self
 
-    def find(self, optimizer: str, problem: str, batch_size: int, dtype: str = "float32") -> CaseRow | None:
+    def find(
+        self, optimizer: str, problem: str, batch_size: int, dtype: str = "float32", schedule: str = CONSTANT
+    ) -> CaseRow | None:
         """The case of that key, or ``None``."""
         for case in self.cases:
-            if case.key == (optimizer, problem, batch_size, dtype):
+            if case.key == (optimizer, problem, batch_size, dtype, schedule):
                 return case
         return None
 
@@ -141,6 +147,7 @@ class TunedFile(_Model):
 def describe(row: CaseRow) -> str:
     """One case's outcome on one line: ``adam-bs10-cpu: lr 0.3162, window 0.1-0.3162 (0.50 decades) ...``."""
     suffix = "" if row.problem == PROBLEMS.default.name else f"-{row.problem}"
+    suffix += "" if row.schedule == CONSTANT else f"-{row.schedule}"
     suffix += "" if row.dtype == "float32" else f"-{row.dtype}"
     full = row.problem in PROBLEMS and PROBLEMS[row.problem].data is None  # no batch-size axis
     batch = "full" if full else f"bs{row.batch_size}"

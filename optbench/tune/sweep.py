@@ -28,6 +28,7 @@ from optbench.problems import Problem
 from optbench.record import spread
 from optbench.record.numbers import or_inf
 from optbench.scenario import Scenario
+from optbench.schedules import CONSTANT
 from optbench.tune.choose import Point, choose
 from optbench.tune.grid import DEFAULT_GRID, check_grid
 from optbench.tune.settings import CaseRow, point_row
@@ -70,6 +71,8 @@ class Job:
     seeds: int | None = DEFAULT_SEEDS
     """Seeds per point; ``None`` takes as many as the default matrix would (``auto_seeds``)."""
     seed: int = 0
+    schedule: str = CONSTANT
+    """The learning-rate schedule every point trains under (``optbench.schedules``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", check_grid(self.grid))
@@ -83,7 +86,13 @@ class Job:
         """The scenario every point varies: the registry's settings for the case, with the sweep's seeds."""
         seeds = self.info.auto_seeds(self.dtype) if self.seeds is None else self.seeds
         return self.info.scenario(
-            self.batch_size, self.device, self.seed, problem=self.problem, dtype=self.dtype, seeds=seeds
+            self.batch_size,
+            self.device,
+            self.seed,
+            problem=self.problem,
+            dtype=self.dtype,
+            seeds=seeds,
+            schedule=self.schedule,
         )
 
     def points(self) -> list[Scenario]:
@@ -104,8 +113,8 @@ class Job:
     def cache_key(self) -> str:
         """A digest of what a cached sweep of this case must match.
 
-        That is the class, its other keyword arguments, the problem, batch size, dtype, device,
-        grid, seeds, epochs and torch version.
+        That is the class, its other keyword arguments, the problem, batch size, dtype, schedule,
+        device, grid, seeds, epochs and torch version.
         """
         base = self.base()
         factory = self.info.factory
@@ -116,6 +125,7 @@ class Job:
             "problem": self.problem.name,
             "batch_size": self.batch_size,
             "dtype": self.dtype,
+            "schedule": self.schedule,
             "device": self.device,
             "grid": list(self.grid),
             "seeds": base.seeds,
@@ -155,6 +165,7 @@ def sweep_case(job: Job) -> CaseRow:
         problem=job.problem.name,
         batch_size=job.batch_size,
         dtype=job.dtype,
+        schedule=job.schedule,
         device=job.device,
         hyperparams=json.dumps({k: v for k, v in base.hyperparams if k != LR}, sort_keys=True, default=repr),
         lr=choice.lr,

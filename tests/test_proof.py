@@ -1,6 +1,8 @@
 """An added optimizer's elementwise claim is proven on throwaway runs, never trusted."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -131,3 +133,24 @@ def test_an_added_optimizer_proven_on_the_command_line_trains_as_many_seeds_as_t
     (saved,) = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
     assert saved["extra_info"]["seeds"] == 32
     assert saved["extra_info"]["seed_runs"] == "vectorised"
+
+
+def test_the_tune_command_proves_an_added_optimizer_too(tmp_path):
+    module = tmp_path / "normed.py"
+    module.write_text(
+        "import torch\n"
+        "class Normed(torch.optim.SGD):\n"
+        "    @torch.no_grad()\n"
+        "    def step(self, closure=None):\n"
+        "        for group in self.param_groups:\n"
+        "            for p in group['params']:\n"
+        "                p.grad.div_(p.grad.norm() + 1e-12)\n"
+        "        return super().step(closure)\n"
+    )
+    command = [sys.executable, "-m", "optbench.tune", "--optimizer", "normed=normed:Normed[elementwise]"]
+    command += ["--optimizers", "normed", "--problems", "line", "--batch-sizes", "10", "--lr-grid", "0.1"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert "normed (from --optbench-optimizer" in line and "it claims elementwise, but" in line
+    assert "Traceback" not in result.stderr

@@ -6,6 +6,14 @@ became an expected failure; exit 0 otherwise; exit 2 when the runs cannot be com
 (a file that does not match the record schema, a scenario twice in one run).
 Which cases may fail is the gate's to say, from its registry and the baseline run,
 never the candidate's.
+
+Statuses rank converged, then not_converged and stalled alike, then diverged: a status that
+ranks worse is a regression (converged to any other; not_converged or stalled to diverged). A
+change between not_converged and stalled is listed but not gated by itself: both ended outside a
+bound, the metrics' growth says whether it ended further out, and a seed near the stall tolerance
+may fall on either side of it from one build to the next. A baseline saved before schema 4 says
+``diverged`` also of runs that ended only a little above their start, which today's vocabulary
+calls not_converged or stalled: that change ranks better, and is listed, not gated.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ given), and writes ``loss_curves.png``, ``seed.png``, ``summary.csv``,
 ``summary.md`` and a self-contained ``index.html`` into ``--out``, and
 ``sensitivity.png`` where the tuned settings (``--tuned``) hold a sweep of the
 runs' optimizers. With ``--baseline RUN --candidate RUN`` it overlays the two
-runs and adds delta columns, marking regressions.
+runs and adds delta columns, marking regressions. ``summary.md`` and ``index.html`` explain the
+statuses under the table (``optbench.record.checks.STATUS_MEANINGS``).
 
 The report is written all or nothing: into a temporary folder beside ``--out``,
 then swapped in, so that whatever stops it (Ctrl-C, SIGTERM, an error) ``--out``
@@ -40,6 +41,7 @@ from optbench.files import (
 from optbench.options import add_storage_option
 from optbench.plots import data as plotdata
 from optbench.plots import render
+from optbench.record.checks import STATUS_MEANINGS
 from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
 from optbench.results.tables import compare, markdown, summary, text
 from optbench.tune import settings
@@ -92,17 +94,36 @@ def _provenance(frame: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(date=runs.date.astype(str)).reset_index(drop=True)
 
 
+LEGEND = "What each status means"
+"""The heading of the statuses' legend, under the scenarios' table (``STATUS_MEANINGS``)."""
+
+
+def _legend_markdown() -> str:
+    return f"## {LEGEND}\n\n" + "".join(f"- `{name}`: {text}\n" for name, text in STATUS_MEANINGS.items())
+
+
+def _legend_html() -> str:
+    items = "".join(
+        f"<dt><code>{html.escape(name)}</code></dt><dd>{html.escape(text)}</dd>"
+        for name, text in STATUS_MEANINGS.items()
+    )
+    return f"<h2>{html.escape(LEGEND)}</h2><dl>{items}</dl>"
+
+
 def _index(title: str, figures: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode("ascii")}"><figcaption>{html.escape(name)}</figcaption></figure>'
         for name, data in figures.items()
     )
-    sections = "".join(f"<h2>{html.escape(name)}</h2>{_html_table(table)}" for name, table in tables.items())
+    sections = "".join(
+        f"<h2>{html.escape(name)}</h2>{_html_table(table)}" + (_legend_html() if index == 0 else "")
+        for index, (name, table) in enumerate(tables.items())
+    )
     style = (
         "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
-        "tr.bad td{background:#fde2e1}img{max-width:100%}figure{margin:1em 0}"
+        "tr.bad td{background:#fde2e1}img{max-width:100%}figure{margin:1em 0}dt{font-weight:bold}"
     )
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -131,7 +152,8 @@ def build(
         title = "optbench report"
         provenance = _provenance(frame)
     files["summary.csv"] = table.to_csv(index=False)
-    files["summary.md"] = f"# {title}\n\n" + markdown(table) + "\n## Runs\n\n" + markdown(provenance)
+    legend = _legend_markdown()
+    files["summary.md"] = f"# {title}\n\n{markdown(table)}\n{legend}\n## Runs\n\n{markdown(provenance)}"
     figures = {name: data for name, data in files.items() if name.endswith(".png")}
     files["index.html"] = _index(title, figures, {"Scenarios": table, "Runs": provenance})  # type: ignore[arg-type]
     return files

@@ -124,7 +124,7 @@ def test_every_round_trains_a_fresh_model_with_a_fresh_optimizer(matrix):
 
 
 SABOTAGE_MESSAGES = {
-    "broken.noop": ("ConvergenceError", "did not converge: excess MSE"),
+    "broken.noop": ("ConvergenceError", "did not converge: stalled: 32 of 32 seeds stalled"),  # never moves
     "broken.wrong_sign": ("ConvergenceError", "did not converge: diverged: "),
     "broken.other_model": ("StaleOptimizerError", "the optimizer holds 2 parameter(s) of another model"),
     "timid.sgd": ("ConvergenceError", "did not converge: excess MSE"),

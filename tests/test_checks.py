@@ -90,9 +90,11 @@ def test_non_finite_is_divergence():
     ]
 
 
-def test_ending_above_the_start_is_divergence():
+def test_ending_far_above_the_start_is_divergence():
     worse = record(final_loss=1e30, epoch_loss=[200.0, 1e30])
-    assert failures(worse, BOUNDS) == ["diverged: final loss 1e+30 is above the initial 200"]
+    assert failures(worse, BOUNDS) == [
+        "diverged: final loss 1e+30 is more than 2 times as far above the reference 0.1 as the initial 200"
+    ]
     assert status(worse, BOUNDS) == "diverged"
 
 

@@ -82,7 +82,7 @@ def test_the_default_matrix_holds_the_committed_baseline_and_on_its_build_repeat
     assert "failed" not in counts and "error" not in counts, output[-3000:]
     assert counts["passed"] == MATRIX - len(expected) + len(SEED_PROFILE) + 1  # + the falls-faster test
     assert counts.get("xfailed", 0) + counts.get("xpassed", 0) == len(expected)
-    assert json.loads(saved.read_text())["optbench_schema"] == 3
+    assert json.loads(saved.read_text())["optbench_schema"] == 4
     assert json.loads(COMMITTED.read_text())["optbench_schema"] == 2
     capsys.readouterr()
     status = gate(["--baseline", str(COMMITTED), "--candidate", str(saved)])

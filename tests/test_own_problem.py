@@ -128,7 +128,7 @@ def test_a_problem_of_ones_own_runs_through_the_matrix_the_report_and_the_gate(
     )
     result.assert_outcomes(passed=2)
     saved = json.loads((plane.path / "run.json").read_text())
-    assert saved["optbench_schema"] == 3
+    assert saved["optbench_schema"] == 4
     records = {bench["extra_info"]["id"]: bench["extra_info"] for bench in saved["benchmarks"]}
     assert set(records) == {"sgd-bs10-cpu-plane", "sgd-bs100-cpu-plane"}
     for record in records.values():

@@ -14,7 +14,7 @@ import pytest
 from optbench import LINE
 from optbench.baseline import main as baseline
 from optbench.gate import main as gate
-from optbench.record import TARGET, fields, metric_table
+from optbench.record import SCHEMA_VERSION, TARGET, fields, metric_table
 from optbench.report import main as report
 from optbench.results import load, read_baseline
 
@@ -207,7 +207,7 @@ def test_the_first_seed_of_a_schema_2_run_is_the_schema_1_run_and_the_gate_says_
 def test_a_baseline_made_from_a_saved_run_of_each_schema_passes_that_run(schema, tmp_path, capsys):
     path = tmp_path / "baseline.json"
     assert baseline([str(SCHEMAS[schema]), "--out", str(path)]) == 0
-    assert json.loads(path.read_text())["optbench_schema"] == 3  # written in today's schema
+    assert json.loads(path.read_text())["optbench_schema"] == SCHEMA_VERSION  # written in today's schema
     kept = read_baseline(path)
     assert set(kept) == IDS
     run = load([SCHEMAS[schema]]).frame.set_index("id")

@@ -27,12 +27,12 @@ from typing import Any, Literal, get_args
 
 from optbench.problems.base import Metric
 
-Status = Literal["converged", "not_converged", "diverged"]
+Status = Literal["converged", "not_converged", "stalled", "diverged"]
 SeedRuns = Literal["one", "vectorised", "sequential"]
 STATUSES: tuple[str, ...] = get_args(Status)
 SEED_RUNS: tuple[str, ...] = get_args(SeedRuns)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file.
 
 Version 2 added the multi-seed fields and ``dtype``; version 3 made the problem a field and its
@@ -42,7 +42,14 @@ and 2, all of the line, read as version 3 (``optbench.problems.line.from_schema2
 
 Fields declared ``optional`` since (the ``TARGET`` group) left the version at 3: a record may lack
 them or hold ``null``, so a record saved before them reads as it did (each ``None``), and a reader
-before them ignores them."""
+before them ignores them.
+
+Version 4 added the status ``stalled`` and gave ``diverged`` its documented factor
+(``optbench.record.checks.STATUS_MEANINGS``): a reader before it refuses a record that holds the
+new value, so the version says so, and that reader asks to be upgraded instead of calling the file
+damaged. Records of versions 1 to 3 read as they are, statuses included: there ``diverged`` also
+covers a run that ended anywhere above where it started, which version 4 calls ``not_converged`` or
+``stalled`` unless it ended ``DIVERGENCE_FACTOR`` times as far from the reference as it started."""
 
 Record = dict[str, Any]
 """What the engine returns and the benchmark stores in ``extra_info``: the fields declared here."""
@@ -113,7 +120,12 @@ METADATA = (
     Field("hyperparams", str, "the optimizer's keyword arguments, as a JSON object", baseline=False),
     Field("steps", int, "optimizer steps the first seed took", minimum=0),
     Field("seconds", float, "time the training took, all seeds together", minimum=0, baseline=False),
-    Field("status", str, "converged, not_converged or diverged, judging all seeds", choices=STATUSES),
+    Field(
+        "status",
+        str,
+        "converged, not_converged, stalled or diverged, judging all seeds (optbench.record.checks)",
+        choices=STATUSES,
+    ),
     Field("expected_failure", str, "the reason the case may fail (its xfail mark), or ''"),
     Field("seeds", int, "seeds trained: seed to seed + seeds - 1", minimum=1),
     Field("seed_runs", str, "how they ran: one, vectorised or sequential", default="one", choices=SEED_RUNS),

@@ -13,6 +13,32 @@ from optbench.problems import Metric
 from optbench.record import Status, bounded, metric_table, quantile_field, spread
 from optbench.record.numbers import or_inf
 
+DIVERGENCE_FACTOR = 2.0
+"""A run diverged when a loss became NaN or infinite, or when its final loss ends more than this many
+times as far above the reference solution's loss as the loss before training was.
+
+Measured against the reference's loss (the excess a run can remove), so that a problem's irreducible
+loss neither hides a blow-up nor makes one of its own. Measured on 2026-12-05 (torch 2.13 CPU): of
+the 3,606 seeds of the registered cases (every problem's float32 matrix, the line in bfloat16) whose
+loss stayed finite, none ended above 1.11 times its initial excess (Rprop on the sine at batch size
+10, whose loss peaks mid-run at up to 670,000 times its start and comes back: a peak is no
+divergence, so only the final loss counts). Learning rates 3 to 1000 times too large (SGD, Adam,
+RMSprop, Adagrad and Rprop, lr 0.03 to 100 on every problem, 4 seeds) that stay finite end anywhere
+from 0.5 to 1e13 times it, with no gap (56 of 748 seeds between 1 and 3): Adam at lr 1 on the line
+ends 2.2 to 4.6 times, RMSprop at lr 1 on the logistic problem 0.7 to 1.6 times. Twice as far from
+the reference as at the start is a run that went the wrong way, not one that is slow or noisy."""
+
+STALL_TOLERANCE = 0.01
+"""A run stalled when it ended outside its bounds and its full-data loss never moved this share of
+the way from the loss before training to the reference's, at any epoch (up or down).
+
+Measured on 2026-12-05 (torch 2.13 CPU): the run of the report that prompted it went from 256.6 to
+256.9 on the line, 0.12% of the way (an optimizer whose steps are lost moves 0 to 0.01%: SGD at lr
+1e-9, 0.007%); the slowest seed of a registered case that moves at all moves 1.2% (L-BFGS on the sine
+at batch size 10, which after its first epoch keeps one loss for 99 epochs; 2 of its 32 seeds move
+0.09% and 0.24%, and stall). A learning rate 10,000 times too small moves 0.66% (SGD at lr 1e-5, batch
+size 100, on the line): less than 1% of the way in the whole run is no progress worth the name."""
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -24,14 +50,26 @@ class Thresholds:
         quantile: for a record of several seeds, the nearest-rank quantile over
             seeds that must be within each bound (0.95 of 32 seeds lets one seed
             miss); 1.0 demands every seed.
+        divergence: a run whose final loss ends more than this many times as far above the
+            reference's loss as it started diverged (``DIVERGENCE_FACTOR``); above 1.
+        stall: a run that missed a bound and whose loss never moved this share of the way
+            to the reference's stalled (``STALL_TOLERANCE``); in [0, 1).
     """
 
     bounds: Mapping[str, float] = field(default_factory=dict)
     quantile: float = 0.95
+    divergence: float = DIVERGENCE_FACTOR
+    stall: float = STALL_TOLERANCE
 
     def __post_init__(self) -> None:
         if not 0 < self.quantile <= 1:
             raise ValueError(f"Thresholds.quantile must be in (0, 1], got {self.quantile!r}")
+        if not 1 < self.divergence < math.inf:
+            raise ValueError(
+                f"Thresholds.divergence must be a finite number above 1, got {self.divergence!r}"
+            )
+        if not 0 <= self.stall < 1:
+            raise ValueError(f"Thresholds.stall must be in [0, 1), got {self.stall!r}")
         object.__setattr__(self, "bounds", MappingProxyType(dict(self.bounds)))
 
     def judged(self, record: Mapping[str, Any]) -> tuple[Metric, ...]:
@@ -66,16 +104,23 @@ class ConvergenceError(AssertionError):
 
 
 def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
-    """Every bound that ``record`` misses, as short readable phrases.
+    """Every bound that ``record`` misses, as short readable phrases; the first says how it ended.
+
+    One seed is judged in this order: a loss or a bounded metric that is NaN or infinite is
+    ``diverged``; within every bound is converged (an empty list), even where the loss ended above
+    its start; a final loss more than ``thresholds.divergence`` times as far above the reference's
+    loss as it started is ``diverged``; a loss that never moved ``thresholds.stall`` of the way to
+    the reference's is ``stalled`` (that phrase, then each missed bound); else each missed bound.
 
     Args:
         record: a flat record from the engine (or a saved run's ``extra_info``).
-        thresholds: the quantile over seeds, and bounds to replace the problem's.
+        thresholds: the quantile over seeds, the bounds to replace the problem's, the divergence
+            factor and the stall tolerance.
 
     Returns:
         An empty list when the run converged: for a record of several seeds, when
         ``thresholds.quantile`` of each bounded metric over seeds is within its bound
-        and no more seeds diverged than that quantile leaves out.
+        and no more seeds diverged than that quantile leaves out (``_seed_failures``).
     """
     judged = thresholds.judged(record)
     if record.get("seeds", 1) > 1:
@@ -83,9 +128,6 @@ def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
     final = record["final_loss"]
     if _missing_number(final) or any(_missing_number(record[metric.name]) for metric in judged):
         return [f"diverged: the loss became NaN or infinite within {record['steps']} steps"]
-    initial = record["epoch_loss"][0]
-    if initial is not None and final > initial:
-        return [f"diverged: final loss {final:.4g} is above the initial {initial:.4g}"]
     missed = []
     for metric in judged:
         value = record[metric.name]
@@ -96,7 +138,12 @@ def failures(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHO
                 else ""
             )
             missed.append(f"{metric.label} {value:.4g} > {metric.bound:g}{detail}")
-    return missed
+    if not missed:
+        return []
+    ending = _ending(record, thresholds)
+    if ending is None:
+        return missed
+    return [ending] if ending.startswith("diverged") else [ending, *missed]
 
 
 def _missing_number(value: Any) -> bool:
@@ -104,14 +151,56 @@ def _missing_number(value: Any) -> bool:
     return value is None or value != value
 
 
+def _ending(record: Mapping[str, Any], thresholds: Thresholds) -> str | None:
+    """Whether a one-seed run that missed a bound diverged or stalled, as its phrase; ``None``: neither.
+
+    Both measure the loss against the reference's (zero where the record has none): the excess
+    before training is how far the run could go. A run that started at or below the reference's
+    loss has no way to go, so any rise past it diverged and only a loss that never changed stalled.
+    A saved record without its loss before training (``null``) is neither.
+    """
+    curve = list(record["epoch_loss"])
+    initial = curve[0] if curve else None
+    if _missing_number(initial):
+        return None
+    reference = record.get("reference_loss")
+    known = not _missing_number(reference)
+    floor = float(reference) if known else 0.0  # type: ignore[arg-type]
+    where = f"the reference {floor:.4g}" if known else "zero"
+    way = max(initial - floor, 0.0)
+    final = record["final_loss"]
+    if final - floor > thresholds.divergence * way:
+        return (
+            f"diverged: final loss {final:.4g} is more than {thresholds.divergence:g} times as far above "
+            f"{where} as the initial {initial:.4g}"
+        )
+    reach = thresholds.stall * way
+    # A baseline keeps only the loss before training: there the final loss stands for the curve.
+    if all(not _missing_number(loss) and abs(loss - initial) <= reach for loss in [*curve[1:], final]):
+        return (
+            f"stalled: the loss stayed within {thresholds.stall * 100:g}% of the way from its initial "
+            f"{initial:.4g} to {where} (final {final:.4g})"
+        )
+    return None
+
+
 def _seed_failures(record: Mapping[str, Any], judged: tuple[Metric, ...], q: float) -> list[str]:
+    """The misses of a record of several seeds, judged from each seed's status and the quantiles.
+
+    ``allowed``, the seeds the ``q`` quantile leaves out, may miss. More diverged seeds than that is
+    ``diverged``, whatever the rest did. Otherwise the record converged when each bounded metric's
+    ``q`` quantile over seeds is within its bound. When it is not, the record ``stalled`` when the
+    seeds that moved and missed (or diverged) fit within ``allowed``: every seed missing beyond
+    them stalled. Else it did not converge: a stalled seed among many that moved says only that.
+    """
     count = record["seeds"]
     allowed = count - max(math.ceil(q * count), 1)
-    diverged = list(record["seed_status"]).count("diverged")
+    statuses = list(record["seed_status"])
+    diverged = statuses.count("diverged")
     if diverged > allowed:
         return [
             f"diverged: {diverged} of {count} seeds diverged (the {q:g} quantile lets {allowed} miss), "
-            f"seeds {_missing(record['seed_status'], record['seed'])}"
+            f"seeds {_seeds(statuses, record['seed'], 'diverged')}"
         ]
     values = spread.seed_values(record, judged)
     missed = []
@@ -124,19 +213,50 @@ def _seed_failures(record: Mapping[str, Any], judged: tuple[Metric, ...], q: flo
                 f"{metric.label} {value:.4g} > {bound:g} at the {q:g} quantile of {count} seeds "
                 f"({over} of {count} seeds over)"
             )
+    stalled = statuses.count("stalled")
+    if missed and stalled and statuses.count("not_converged") + diverged <= allowed:
+        return [
+            f"stalled: {stalled} of {count} seeds stalled (the {q:g} quantile lets {allowed} miss), "
+            f"seeds {_seeds(statuses, record['seed'], 'stalled')}",
+            *missed,
+        ]
     return missed
 
 
-def _missing(statuses: list[str], first: int) -> str:
-    return ",".join(str(first + index) for index, state in enumerate(statuses) if state == "diverged")
+def _seeds(statuses: list[str], first: int, status: str) -> str:
+    """The seeds of ``status``, comma-separated: ``first`` is the first seed's number."""
+    return ",".join(str(first + index) for index, state in enumerate(statuses) if state == status)
 
 
 def status(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Status:
-    """``converged``, ``not_converged``, or ``diverged`` (non-finite, or ended worse than it started)."""
+    """``converged``, ``not_converged``, ``stalled`` or ``diverged``, as ``failures`` judges ``record``.
+
+    What each means is ``STATUS_MEANINGS``, the report's legend.
+    """
     missed = failures(record, thresholds)
     if not missed:
         return "converged"
-    return "diverged" if missed[0].startswith("diverged") else "not_converged"
+    if missed[0].startswith("diverged:"):
+        return "diverged"
+    return "stalled" if missed[0].startswith("stalled:") else "not_converged"
+
+
+STATUS_MEANINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "converged": "it ended within every bound of its problem's metric table (with several seeds: "
+        "the 0.95 quantile over seeds of each bounded metric is within its bound, and no more seeds "
+        "diverged than that quantile leaves out).",
+        "not_converged": "it ended outside a bound, though its loss moved.",
+        "stalled": f"it ended outside a bound, and its full-data loss stayed within "
+        f"{STALL_TOLERANCE * 100:g}% of the way from the loss before training to the reference "
+        "solution's at every epoch: steps too small to move it, or rounded away (with several "
+        "seeds: too many seeds failed, and all but those the quantile leaves out stalled).",
+        "diverged": f"a loss became NaN or infinite, or the final loss ended more than "
+        f"{DIVERGENCE_FACTOR:g} times as far above the reference solution's loss as the loss before "
+        "training (with several seeds: more seeds diverged than the quantile leaves out).",
+    }
+)
+"""What each status says, in ``STATUSES``' order: the report's legend, and the README's."""
 
 
 def assert_converged(record: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
@@ -283,7 +403,11 @@ class Tolerances:
 DEFAULT_TOLERANCES = Tolerances()
 """The baseline's own tolerances per metric, and no timing check."""
 
-_STATUS_RANK = {"converged": 0, "not_converged": 1, "diverged": 2}
+_STATUS_RANK = {"converged": 0, "not_converged": 1, "stalled": 1, "diverged": 2}
+"""How bad each status is, for the gate: converged, then failing, then diverged. ``stalled`` and
+``not_converged`` rank alike: both ended outside a bound, and how far outside is the metrics' to
+say (each gated metric's growth), while a seed near the stall tolerance may fall either side of it
+from one build to the next. A status the record schema does not know ranks as diverged."""
 
 
 def regressions(
@@ -294,13 +418,14 @@ def regressions(
     Each metric the baseline's table gives a tolerance (all are errors: lower is better) may
     grow by at most that much: the first seed's value and, when both ran the same number of
     seeds (more than one), its 0.95 quantile over seeds. Missing numbers (a diverged run) count
-    as infinitely far off.
+    as infinitely far off. A status that ranks worse (``_STATUS_RANK``: not_converged and stalled
+    alike) is named first.
     """
     found = []
     if _STATUS_RANK.get(after["status"], 2) > _STATUS_RANK.get(before["status"], 2):
         found.append(f"status {before['status']} -> {after['status']}")
         if after["status"] == "diverged":
-            return found  # its numbers are gone; listing each would only repeat it
+            return found  # its numbers are gone or far off; listing each would only repeat it
     seeds = _value(before, "seeds")
     same_seeds = seeds > 1 and not math.isinf(seeds) and seeds == _value(after, "seeds")
     for metric in tolerances.gated(before):

@@ -3,7 +3,7 @@
 The models here are built from ``optbench.record``'s ``Field`` declarations and a record's own
 metric table, never written out by hand: a field's kind, bounds and choices become its pydantic
 type, and the table names the scalar, per-seed and quantile fields. Validation is strict: a count
-saved as the string ``"32"`` or a status that is not one of the three is an error, not a value
+saved as the string ``"32"`` or a status that is not one of ``STATUSES`` is an error, not a value
 to guess at. JSON has no NaN, so a record saves a non-finite metric as ``null``; every metric and
 curve value may be ``null`` (a diverged seed), no count or set-up field may. A field declared
 ``optional`` (time to target) may be ``null`` or absent, in a record of any version.

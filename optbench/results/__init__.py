@@ -147,7 +147,9 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
 
     Every record is checked against the declared schema (``optbench.record.schema``) before a row
     is made of it. A record whose final numbers are missing without being marked diverged is
-    read as diverged; that, and every diverged record, adds a line to ``warnings``.
+    read as diverged; that, and every diverged or stalled record, adds a line to ``warnings``.
+    Statuses read as saved: a record of schema 3 or older says ``diverged`` also of a run that
+    ended anywhere above its start (``optbench.record.SCHEMA_VERSION``).
 
     Raises:
         ResultsError: the file is not a regular file, cannot be read, is not JSON, is not a
@@ -212,6 +214,11 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
         elif row["status"] == "diverged":
             warnings.append(
                 f"{path}: {row['id']} diverged (drawn up to the divergence); check its learning rate"
+            )
+        elif row["status"] == "stalled":
+            warnings.append(
+                f"{path}: {row['id']} stalled (its loss hardly moved); check its learning rate, its dtype "
+                "and that its optimizer steps"
             )
     return rows
 

@@ -20,7 +20,7 @@ from optbench.results import load, read_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "tests" / "data" / "runs"
-SCHEMAS = {1: RUNS / "schema1.json", 2: RUNS / "schema2.json", 3: RUNS / "schema3.json"}
+SCHEMAS = {schema: RUNS / f"schema{schema}.json" for schema in (1, 2, 3, 4)}
 LEGACY = (1, 2)
 """The schemas before the problem's metrics were the record's: all of the line."""
 CPU_BASELINE = ROOT / "baselines" / "cpu.json"
@@ -128,10 +128,12 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def test_a_saved_run_of_schema_3_reads_every_declared_field_as_saved():
-    data = saved(3)
-    assert data["optbench_schema"] == 3
-    loaded = load([SCHEMAS[3]])
+@pytest.mark.parametrize("schema", (3, 4))
+def test_a_saved_run_of_schema_3_or_later_reads_every_declared_field_as_saved(schema):
+    data = saved(schema)
+    assert data["optbench_schema"] == schema
+    later = LATER if schema == 3 else set()
+    loaded = load([SCHEMAS[schema]])
     assert loaded.warnings == []
     frame = loaded.frame.set_index("id")
     assert set(frame.index) == IDS
@@ -140,19 +142,20 @@ def test_a_saved_run_of_schema_3_reads_every_declared_field_as_saved():
         row = frame.loc[info["id"]]
         declared = fields(metric_table(info))
         # The saved record is the declared schema, but for the optional fields declared since.
-        assert set(info) == set(declared) - LATER, info["id"]
+        assert set(info) == set(declared) - later, info["id"]
         assert row.metrics == metric_table(info)  # the table, parsed once on reading
         for name in declared:
             if name not in ("id", "metrics"):
                 absent = [] if name.startswith("seed_") else math.nan  # a later field's, unsaved
                 expected = _as_read(info[name]) if name in info else absent
                 assert _same(row[name], expected), (info["id"], name)
-        assert row["median"] == bench["stats"]["median"] and row.schema == 3 and row.passed
+        assert row["median"] == bench["stats"]["median"] and row.schema == schema and row.passed
+        assert row.status == "converged" and row.seed_status == ["converged"] * row.seeds
 
 
 def test_the_schemas_agree_on_the_line_seed_for_seed(capsys):
     """The line behaves exactly as before: each schema's run, gated against the next, at zero tolerance."""
-    for before, after in ((1, 3), (2, 3), (3, 2)):
+    for before, after in ((1, 3), (2, 3), (3, 2), (3, 4), (4, 3)):
         status = gate(
             ["--baseline", str(SCHEMAS[before]), "--candidate", str(SCHEMAS[after]), "--max-growth", "all=0"]
         )
@@ -230,3 +233,4 @@ def test_the_report_takes_runs_of_every_schema_at_once(tmp_path, capsys):
     assert seeds["schema1"].eq(1).all()
     assert seeds["schema2"][sorted(MATRIX_IDS)].eq(32).all()
     assert seeds["schema3"][sorted(MATRIX_IDS)].eq(32).all()
+    assert seeds["schema4"][sorted(MATRIX_IDS)].eq(32).all()

@@ -1,9 +1,13 @@
+import json
 import math
+from functools import partial
 
 import pytest
+import torch
 
-from optbench import LINE
+from optbench import LINE, OPTIMIZERS, run
 from optbench.record import QUANTILES, quantile_field, seed_field
+from optbench.record.schema import check_record
 from optbench.record.spread import band, metric_quantiles, over_seeds, quantile, seed_values
 
 
@@ -83,3 +87,19 @@ def test_a_missing_seed_value_counts_as_infinite():
     assert (fields["excess_loss_q50"], fields["excess_loss_q95"]) == (0.3, None)  # not finite: None
     assert (fields["slope_error_q10"], fields["slope_error_q95"]) == (0.1, None)
     assert fields["intercept_error_q95"] == 0.2
+
+
+def test_a_band_spans_the_seeds_that_trained_on_after_the_first_diverged():
+    """Seeds diverge at different epochs: the band is as long as the longest seed's curve, and reads back."""
+
+    scenario = OPTIMIZERS["sgd"].scenario(
+        100, seeds=8, epochs=100, optimizer=partial(torch.optim.SGD, lr=0.3, maximize=True)
+    )
+    record = run(scenario)
+    lengths = {len(record[f"epoch_loss_q{q}"]) for q in (10, 50, 90)}
+    assert len(lengths) == 1
+    (band,) = lengths
+    assert len(record["epoch_loss"]) < band <= scenario.epochs + 1  # the first seed stopped first
+    check_record(json.loads(json.dumps(record, allow_nan=False)))
+    with pytest.raises(Exception, match=r"epoch_loss_q10: holds \d+ point\(s\) for the \d+ of epoch_loss"):
+        check_record({**record, "epoch_loss_q10": record["epoch_loss_q10"][: len(record["epoch_loss"]) - 1]})

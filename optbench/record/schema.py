@@ -128,7 +128,7 @@ def check_table(info: Mapping[str, Any]) -> tuple[Metric, ...]:
 
 
 class _Consistent(BaseModel):
-    """What the declarations cannot say field by field: lists as long as the seeds, bands as the curve."""
+    """What the declarations cannot say field by field: lists as long as the seeds, bands spanning the curve."""
 
     model_config = _STRICT
 
@@ -140,11 +140,17 @@ class _Consistent(BaseModel):
             found = values.get(name)
             if isinstance(seeds, int) and isinstance(found, list) and len(found) != seeds:
                 raise ValueError(f"{name}: holds {len(found)} value(s) for {seeds} seed(s)")
-        curve = values.get("epoch_loss")
+        # A band spans every seed's curve: at least the first seed's (epoch_loss), and longer where a
+        # later seed trained on after the first one diverged, up to every epoch.
+        curve, epochs = values.get("epoch_loss"), values.get("epochs")
         for name in type(self).band_names:  # type: ignore[attr-defined]
             found = values.get(name)
-            if isinstance(curve, list) and isinstance(found, list) and len(found) != len(curve):
+            if not (isinstance(curve, list) and isinstance(found, list)):
+                continue
+            if len(found) < len(curve):
                 raise ValueError(f"{name}: holds {len(found)} point(s) for the {len(curve)} of epoch_loss")
+            if isinstance(epochs, int) and len(found) > max(epochs + 1, len(curve)):
+                raise ValueError(f"{name}: holds {len(found)} point(s) for {epochs} epoch(s)")
         return self
 
 

@@ -76,6 +76,9 @@ class Scenario:
             train as replicas of one vectorised run (``optbench.engine.replicas``);
             otherwise they train one after another. Either way each seed's
             result is the same.
+        proven: ``elementwise`` was proven on throwaway runs as the run started
+            (``optbench.optimizers.proof``), not declared by a built-in entry; the
+            record says which.
         problem: what to train on (``optbench.problems``): its data, model, loss
             and reference solution; the tutorial's line by default. Ids of
             scenarios on any other problem end in ``-<problem>``.
@@ -97,6 +100,7 @@ class Scenario:
     train_eval: bool = False
     create_graph: bool = False
     elementwise: bool = False
+    proven: bool = False
     dtype: str = "float32"
     schedule: str = CONSTANT
     problem: Problem = PROBLEMS.default

@@ -307,6 +307,7 @@ def _record(fit: SeedFit) -> dict[str, Any]:
         "batch_size": scenario.batch_size,
         "device": scenario.device,
         "dtype": scenario.dtype,
+        "schedule": scenario.schedule,
         "epochs": scenario.epochs,
         "seed": scenario.seed,
         "shuffle": scenario.shuffle,
@@ -514,8 +515,18 @@ def summarise(fitted: Fitted) -> Record:
     vectorised run's, which all its seeds share, or that seed's own run's.
     """
     records = [_record(seed) for seed in fitted.seeds]
-    record = {**records[0], "seconds": fitted.seconds, "seed": fitted.scenario.seed, "seed_runs": fitted.how}
-    table = fitted.scenario.problem.table
+    scenario = fitted.scenario
+    claim = (
+        "proven" if scenario.proven and scenario.elementwise else "declared" if scenario.elementwise else ""
+    )
+    record = {
+        **records[0],
+        "seconds": fitted.seconds,
+        "seed": scenario.seed,
+        "seed_runs": fitted.how,
+        "elementwise": claim,
+    }
+    table = scenario.problem.table
     record.update(spread.over_seeds(records, table))
     record.update(spread.over_seeds_to_target(records))
     record["status"] = checks.status(record)

@@ -254,6 +254,7 @@ class OptimizerInfo:
             "train_eval": self.train_eval,
             "create_graph": self.create_graph,
             "elementwise": self.elementwise,
+            "proven": self.proven,
             "hyperparams": tuple(sorted(hyperparams.items())),
         }
         fields.update(overrides)

@@ -26,11 +26,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from optbench.problems.base import Metric
+from optbench.schedules import CONSTANT, SCHEDULES
 
 Status = Literal["converged", "not_converged", "stalled", "diverged"]
 SeedRuns = Literal["one", "vectorised", "sequential"]
 STATUSES: tuple[str, ...] = get_args(Status)
 SEED_RUNS: tuple[str, ...] = get_args(SeedRuns)
+
+ELEMENTWISE = ("", "declared", "proven")
+"""What the record's ``elementwise`` says of the optimizer's claim that its seeds may run as replicas."""
 
 SCHEMA_VERSION = 4
 """Version of the record's layout, saved as ``optbench_schema`` in every run and baseline file.
@@ -44,7 +48,8 @@ Fields declared ``optional`` since (the ``TARGET`` group) left the version at 3:
 them or hold ``null``, so a record saved before them reads as it did (each ``None``), and a reader
 before them ignores them.
 
-Version 4 added the status ``stalled`` and gave ``diverged`` its documented factor
+Version 4 added the status ``stalled`` and gave ``diverged`` its documented factor, and the fields
+``schedule`` and ``elementwise``
 (``optbench.record.checks.STATUS_MEANINGS``): a reader before it refuses a record that holds the
 new value, so the version says so, and that reader asks to be upgraded instead of calling the file
 damaged. Records of versions 1 to 3 read as they are, statuses included: there ``diverged`` also
@@ -81,6 +86,8 @@ class Field:
             schema 3 after records of it were saved (``None`` where absent).
         items: for a list, the kind of each entry, checked with ``minimum`` and ``maximum``
             (``null`` entries too where ``optional``); ``None``: entries are not checked here.
+        since: the schema version that added the field: a record of an earlier version may
+            lack it, and a reader takes its ``default``.
 
     The schema a reader validates saved records with (``optbench.record.schema``) is built from
     these declarations: kind, bounds and choices are all it checks of a field.
@@ -97,6 +104,7 @@ class Field:
     baseline: bool = True
     optional: bool = False
     items: type | None = None
+    since: int = 1
 
 
 NAME = r"^[^\x00-\x1f\x7f]{1,200}$"
@@ -114,6 +122,14 @@ METADATA = (
     Field("batch_size", int, "samples per step", minimum=1),
     Field("device", str, "cpu, cuda, cuda:1, mps", pattern=NAME),
     Field("dtype", str, "float32, float64 or bfloat16", default="float32"),
+    Field(
+        "schedule",
+        str,
+        "the learning-rate schedule (optbench.schedules); constant in records before version 4",
+        default=CONSTANT,
+        choices=tuple(SCHEDULES),
+        since=4,
+    ),
     Field("epochs", int, "passes over the data", minimum=0),
     Field("seed", int, "the first seed", minimum=0),
     Field("shuffle", bool, "whether each epoch reshuffled the data", baseline=False),
@@ -129,6 +145,17 @@ METADATA = (
     Field("expected_failure", str, "the reason the case may fail (its xfail mark), or ''"),
     Field("seeds", int, "seeds trained: seed to seed + seeds - 1", minimum=1),
     Field("seed_runs", str, "how they ran: one, vectorised or sequential", default="one", choices=SEED_RUNS),
+    Field(
+        "elementwise",
+        str,
+        "whether its seeds may run as replicas: declared (a built-in entry's flag, proven by optbench's "
+        "tests), proven (an added optimizer, proven on throwaway runs as the run started; "
+        "optbench.optimizers.proof), or '' (not elementwise; not said in records before version 4)",
+        default="",
+        choices=ELEMENTWISE,
+        baseline=False,
+        since=4,
+    ),
     Field("pass_rate", float, "the share of seeds that converged", minimum=0, maximum=1),
     Field("metrics", list, "the problem's metric table: each metric's name, label, bound and tolerance"),
     Field("step_loss_stride", int, "steps averaged into each point of step_loss", minimum=1, baseline=False),

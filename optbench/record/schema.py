@@ -128,7 +128,7 @@ def check_table(info: Mapping[str, Any]) -> tuple[Metric, ...]:
 
 
 class _Consistent(BaseModel):
-    """What the declarations cannot say field by field: lists as long as the seeds, bands spanning the curve."""
+    """What declarations cannot say field by field: lists as long as the seeds, bands spanning the curve."""
 
     model_config = _STRICT
 
@@ -160,9 +160,10 @@ def record_model(
 ) -> type[BaseModel]:
     """The pydantic model of a record with this metric table, as saved in a run or a baseline file.
 
-    A record of today's schema must hold every declared field (a baseline file every field it
-    keeps) but the ``optional`` ones; one of an older schema, read as today's, must hold
-    ``OLD_NEEDED``, and every other field it holds is checked all the same.
+    A record of schema 3 or later must hold every declared field of its version (a baseline file
+    every field it keeps) but the ``optional`` ones: a field declared ``since`` a later version may
+    be absent. One of schema 1 or 2, read as today's, must hold ``OLD_NEEDED``. Every other field a
+    record holds is checked all the same.
     """
     declared: list[tuple[str, Any]] = [
         (field.name, _annotation(field)) for field in METADATA if field.name != "metrics"
@@ -176,12 +177,12 @@ def record_model(
     declared += [(field.name, curve if field.name == "epoch_loss" else list[MetricValue]) for field in CURVES]
     own = (*METADATA, *TARGET, *CURVES)
     dropped = {field.name for field in own if not field.baseline} if baseline else set()
-    optional = {field.name for field in own if field.optional}
+    optional = {field.name for field in own if field.optional or field.since > version}
     definitions: dict[str, Any] = {}
     for name, annotation in declared:
         if name in dropped:
             continue
-        required = name in OLD_NEEDED if version < SCHEMA_VERSION else name not in optional
+        required = name in OLD_NEEDED if version < 3 else name not in optional
         definitions[name] = (annotation, ...) if required else (annotation | None, None)
     model = create_model(f"Record{len(metrics)}", __base__=_Consistent, **definitions)
     model.seed_names = (*seed_fields(metrics), *SEED_TARGET)  # type: ignore[attr-defined]

@@ -310,7 +310,8 @@ def _row(
             info = from_schema2(info)
         except (TypeError, ValueError) as error:  # lists of unequal lengths, say
             raise schema.SchemaError(f"cannot be read as today's record ({error})") from None
-    schema.check_record(info, version=min(version or 1, 2) if old else SCHEMA_VERSION, baseline=baseline)
+    known = version if isinstance(version, int) and 3 <= version <= SCHEMA_VERSION else SCHEMA_VERSION
+    schema.check_record(info, version=min(version or 1, 2) if old else known, baseline=baseline)
     stats = bench.get("stats")
     schema.check_stats(stats)
     stats = stats or {}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from protocols import AveragedSGD, Exploding, NormalisedSGD
 
-from optbench import OPTIMIZERS, OptimizerInfo, Registry, prepare
+from optbench import OPTIMIZERS, OptimizerInfo, Registry, prepare, run
 from optbench.engine import Sequential, Vectorised
 from optbench.optimizers import proof
 
@@ -80,6 +80,9 @@ def test_an_optimizer_that_passes_without_the_flag_runs_its_seeds_as_replicas():
     assert proven.elementwise and proven.proven
     assert proven.auto_seeds() == 32
     assert isinstance(prepare(proven.scenario(10, seeds=4)), Vectorised)
+    assert run(proven.scenario(10, seeds=2))["elementwise"] == "proven"
+    assert run(OPTIMIZERS["adam"].scenario(10, seeds=2))["elementwise"] == "declared"
+    assert run(OPTIMIZERS["adafactor"].scenario(10))["elementwise"] == ""
     assert said == {"avg": "avg: proven elementwise on a throwaway run; its seeds run as replicas"}
 
 
@@ -133,6 +136,7 @@ def test_an_added_optimizer_proven_on_the_command_line_trains_as_many_seeds_as_t
     (saved,) = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
     assert saved["extra_info"]["seeds"] == 32
     assert saved["extra_info"]["seed_runs"] == "vectorised"
+    assert saved["extra_info"]["elementwise"] == "proven"  # the record says so
 
 
 def test_the_tune_command_proves_an_added_optimizer_too(tmp_path):

@@ -81,6 +81,7 @@ def test_a_schedule_changes_the_run():
     )
     assert plain["final_loss"] != cosine["final_loss"]
     assert cosine["id"].endswith("-cosine")
+    assert (plain["schedule"], cosine["schedule"]) == ("constant", "cosine")
 
 
 def test_an_unknown_schedule_and_a_problem_named_as_one_are_refused():

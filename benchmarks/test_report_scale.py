@@ -34,9 +34,10 @@ def _record(index: int, run: int) -> dict:
     }  # fmt: skip
     info = {
         "id": scenario, "problem": "line", "optimizer": name, "batch_size": batch_size, "device": "cpu",
-        "dtype": "float32", "schedule": "constant", "epochs": epochs, "seed": 0, "shuffle": False, "hyperparams": "{}",
-        "steps": epochs * (100 // batch_size), "seconds": 0.1, "status": "converged", "expected_failure": "",
-        "seeds": 1, "seed_runs": "one", "elementwise": "", "pass_rate": 1.0, "metrics": METRICS, "step_loss_stride": 10,
+        "dtype": "float32", "schedule": "constant", "epochs": epochs, "seed": 0, "shuffle": False,
+        "hyperparams": "{}", "steps": epochs * (100 // batch_size), "seconds": 0.1, "status": "converged",
+        "expected_failure": "", "seeds": 1, "seed_runs": "one", "elementwise": "", "pass_rate": 1.0,
+        "metrics": METRICS, "step_loss_stride": 10,
         **metrics, **{f"seed_{key}": [value] for key, value in metrics.items()}, "seed_status": ["converged"],
         **{f"{key}_q{q}": metrics[key] for key in ("excess_loss", "slope_error", "intercept_error")
            for q in (10, 50, 90, 95)},

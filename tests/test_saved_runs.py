@@ -34,9 +34,9 @@ OLD_FIELDS = {
 """Fields of schemas 1 and 2 that schema 3 renamed or dropped: none may reach the frame."""
 LATER = {field.name for field in TARGET}
 """Schema 3's optional fields declared after ``schema3.json`` was saved (time to target): it lacks them."""
-SINCE_4 = {field.name for field in METADATA if field.since == 4}
 DEFAULTS = {field.name: field.default for field in METADATA if field.since == 4}
-"""The fields schema 4 added (``schedule``, ``elementwise``): older records lack them and read their defaults."""
+"""The fields schema 4 added (``schedule``, ``elementwise``): older records lack them, read as these."""
+SINCE_4 = set(DEFAULTS)
 QUANTILES = (10, 50, 90, 95)
 QUANTILED = {"excess_mse": "excess_loss", "slope_error": "slope_error", "intercept_error": "intercept_error"}
 """Schema 2's quantile fields by stem, and today's: ``excess_mse_q95`` became ``excess_loss_q95``."""

@@ -48,7 +48,7 @@ BENCHMARKS_DIR = Path(".benchmarks")
 """Where ``pytest --benchmark-autosave`` saves runs, one folder per machine."""
 
 _SAVE_NUMBER = re.compile(r"^(\d{4})_")
-_SAVE_HINT = "run `pytest benchmarks --benchmark-autosave` first, or pass result files"
+_SAVE_HINT = "run `optbench --benchmark-autosave` first, or pass result files"
 _NEEDED = ("id", "optimizer", "batch_size", "device", "status", "metrics", "final_loss", "epoch_loss")
 
 RUN_COLUMNS = tuple(field.name for field in SOURCE)
@@ -195,7 +195,7 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
     if not rows:
         raise ResultsError(
             f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "
-            "`pytest benchmarks --benchmark-autosave`"
+            "`optbench --benchmark-autosave`"
         )
     ids = [row["id"] for row in rows]
     twice = sorted({scenario for scenario in ids if ids.count(scenario) > 1})

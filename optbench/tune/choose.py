@@ -55,7 +55,9 @@ class Point:
         excess_median: the median over seeds of the excess loss (``inf`` where diverged seeds reach it).
         excess_q95: the nearest-rank 0.95 quantile over seeds of the excess loss.
         diverged: the share of seeds whose status is ``diverged``: the loss became NaN or infinite,
-            or ended above where it started (``optbench.record.checks.status``).
+            or ended ``DIVERGENCE_FACTOR`` times as far from the reference as it started
+            (``optbench.record.checks``); a seed that stalled or ended short of its bounds counts
+            in neither this share nor the pass rate.
         seconds: this point's share of the training time.
     """
 

@@ -54,8 +54,9 @@ def test_subset_is_timed_and_saved_with_plain_parameters(matrix):
     assert info["excess_loss"] == pytest.approx(info["final_loss"] - info["reference_loss"])
     assert (info["problem"], info["expected_failure"]) == ("line", "")
     assert info["metrics"] == [metric.as_dict() for metric in LINE.table]
-    assert list(info) == list(fields(LINE.table))  # schema 3's fields, in the declared order
-    assert saved["optbench_schema"] == SCHEMA_VERSION == 3
+    assert list(info) == list(fields(LINE.table))  # schema 4's fields, in the declared order
+    assert (info["schedule"], info["elementwise"]) == ("constant", "declared")
+    assert saved["optbench_schema"] == SCHEMA_VERSION == 4
 
 
 @pytest.mark.parametrize(("given", "line", "suite"), [((), 5, 1), (("--benchmark-min-rounds=2",), 2, 2)])

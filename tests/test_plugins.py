@@ -176,7 +176,8 @@ def test_a_bad_spec_is_one_line_before_any_test_runs(matrix, case):
         ),
         (
             '[tool.optbench.optimizers.x]\nclass = "torch.optim:SGD"\nlr = 1',
-            "*pyproject.toml ?tool.optbench.optimizers.x?: unknown key(s) lr",
+            "*pyproject.toml ?tool.optbench.optimizers.x?: unknown key(s) lr; choose from class, kwargs, "
+            "elementwise, needs_closure, train_eval, create_graph",
         ),
     ],
 )

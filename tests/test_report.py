@@ -85,8 +85,12 @@ def test_report_from_a_real_run(saved_run, run_json, tmp_path, capsys):
         assert row.final_loss == pytest.approx(info["final_loss"])
         assert row.slope == pytest.approx(info["slope"]) and row.intercept == pytest.approx(info["intercept"])
         assert row.excess_loss == pytest.approx(info["final_loss"] - info["reference_loss"])
-        assert row.median_s == pytest.approx(stats["median"])
-        assert row.us_per_step == pytest.approx(stats["median"] / info["steps"] * 1e6)
+        assert (row.seeds, row.seed_runs) == (info["seeds"], info["seed_runs"])
+        assert row.s_all_seeds == pytest.approx(stats["median"])
+        assert row.s_per_seed == pytest.approx(stats["median"] / info["seeds"])
+        # The matrix's seeds step together, the seed profile's one seed alone: a step of one run either way.
+        assert row.ms_per_step == pytest.approx(stats["median"] / info["steps"] * 1e3)
+        assert row.seed_runs == ("one" if row.id in SEED_IDS else "vectorised")
         assert row.status == info["status"] == "converged" and row.passed
     markdown = (out / "summary.md").read_text()
     assert "| sgd-bs10-cpu | line | sgd | 10 | cpu |" in markdown

@@ -32,22 +32,50 @@ def metric_columns(metrics: tuple[Metric, ...]) -> list[str]:
     return spread + [metric.name for metric in metrics if metric.name != "reference_loss"]
 
 
+TIME_COLUMNS = {
+    "seed_runs": "how the seeds ran: one (a single seed), vectorised (all seeds as replicas of one run, "
+    "stepping together) or sequential (one run after another)",
+    "ms_per_step": "milliseconds per optimizer step of one run: the one seed's, each of the seeds' run one "
+    "after another, or the vectorised run's, whose step moves all its seeds at once; the same whatever the "
+    "epochs or the seeds run one after another",
+    "s_all_seeds": "seconds to train every seed of the case once (pytest-benchmark's median round)",
+    "s_per_seed": "s_all_seeds / seeds: what one seed cost; a vectorised case shares its run among its seeds",
+}
+"""The timing columns of the tables and what each means; the report prints it under the table."""
+
+
+def timings(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``TIME_COLUMNS`` of each row, from its median round, first seed's steps, seeds and seed_runs.
+
+    A vectorised run steps all its seeds at once, so its step is the run's; one seed, or seeds run one
+    after another, take ``seeds x steps`` steps in a round. ``steps`` is the first seed's: where a seed
+    stopped early (diverged), the others' steps are taken to be as many. NaN where nothing was timed.
+    """
+    seeds = frame["seeds"].where(frame["seeds"] > 0)
+    steps = frame["steps"].where(frame["steps"] > 0)
+    runs_steps = steps.where(frame["seed_runs"] == "vectorised", steps * seeds)
+    return pd.DataFrame(
+        {
+            "seed_runs": frame["seed_runs"],
+            "ms_per_step": frame["median"] / runs_steps * 1e3,
+            "s_all_seeds": frame["median"],
+            "s_per_seed": frame["median"] / seeds,
+        },
+        index=frame.index,
+    )
+
+
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario (and run): median time, time per step, the metrics, status, and the bounds check.
+    """Per scenario (and run): seeds, how they ran, times, metrics, status and the bounds check.
 
     ``run`` is the save number of an autosaved run, else the file's name.
     ``pass_rate`` is the share of seeds that converged, ``<metric>_q50`` and
     ``_q95`` quantiles over seeds; the plain metric columns are the first seed's;
-    ``status`` and ``passed`` judge all seeds. ``us_per_step`` divides the median
-    by one seed's steps, so it is the cost of a step of all seeds.
+    ``status`` and ``passed`` judge all seeds. The times are ``TIME_COLUMNS`` (``timings``).
     """
-    table = frame.assign(
-        run=frame["save"].where(frame["save"] != "", frame["run"]),
-        median_s=frame["median"],
-        us_per_step=frame["median"] / frame["steps"].where(frame["steps"] > 0) * 1e6,
-    )
+    table = frame.assign(**timings(frame), run=frame["save"].where(frame["save"] != "", frame["run"]))
     table = table.sort_values(["problem", "batch_size", "device", "optimizer", "date"], kind="stable")
-    columns = [*KEYS, "run", "median_s", "us_per_step", "seeds", "pass_rate"]
+    columns = [*KEYS, "run", "seeds", *TIME_COLUMNS, "pass_rate"]
     columns += [*metric_columns(metrics_of(frame)), "status", "passed"]
     return table[columns].reset_index(drop=True)
 
@@ -57,7 +85,10 @@ def compare(
 ) -> pd.DataFrame:
     """Scenarios of both runs side by side, with deltas and a ``regression`` column.
 
-    ``<metric>_change`` is the candidate's first seed minus the baseline's, for each
+    Each side has the summary's ``TIME_COLUMNS``. ``time_ratio`` is the candidate's ``s_all_seeds``
+    over the baseline's: the median round that ``regressions`` checks against ``tolerances.time_ratio``
+    (a case that now runs its seeds otherwise, or runs other seeds, shows in ``seed_runs`` and
+    ``seeds`` beside it). ``<metric>_change`` is the candidate's first seed minus the baseline's, for each
     metric the gate compares; ``regression`` lists what ``optbench.record.checks.regressions``
     finds against ``tolerances``; a scenario in only one run says ``added`` or ``removed``.
     """
@@ -67,9 +98,11 @@ def compare(
     values += [metric.name for metric in metrics]
     values += [quantile_field(metric.name, 0.95) for metric in bounded(metrics)]
     # A metric one run has and the other lacks (a problem added since) is NaN on the other side.
-    before, after = (frame.reindex(columns=keys + values) for frame in (baseline, candidate))
+    before, after = (
+        frame.reindex(columns=keys + values).assign(**timings(frame)) for frame in (baseline, candidate)
+    )
     merged = before.merge(after, on=keys, how="outer", suffixes=("_baseline", "_candidate"), indicator=True)
-    merged["time_ratio"] = merged["median_candidate"] / merged["median_baseline"]
+    merged["time_ratio"] = merged["s_all_seeds_candidate"] / merged["s_all_seeds_baseline"]
     for metric in tolerances.gated({"metrics": metrics}):
         merged[f"{metric.name}_change"] = (
             merged[f"{metric.name}_candidate"] - merged[f"{metric.name}_baseline"]
@@ -79,7 +112,9 @@ def compare(
         for before, after in zip(merged.status_baseline, merged.status_candidate, strict=True)
     ]
     merged["regression"] = [_regression(row, values, tolerances) for row in merged.to_dict("records")]
-    merged = merged.drop(columns=["_merge", "metrics_baseline", "metrics_candidate"])
+    # The median round stays as s_all_seeds, the name that says what it is.
+    dropped = ["_merge", "metrics_baseline", "metrics_candidate", "median_baseline", "median_candidate"]
+    merged = merged.drop(columns=dropped)
     return merged.sort_values(["problem", "batch_size", "device", "optimizer"], kind="stable").reset_index(
         drop=True
     )

@@ -345,6 +345,18 @@ def _timeout(config: pytest.Config) -> float:
     return DEFAULT_TIMEOUT if seconds is None else seconds
 
 
+def _proof_seconds(config: pytest.Config) -> float:
+    """How long an added optimizer's elementwise proof may take.
+
+    ``proof.PROOF_SECONDS``, or less where ``--optbench-timeout`` or pytest-timeout's ``--timeout``
+    gives a test less.
+    """
+    limits = [proof.PROOF_SECONDS, config.getoption("optbench_timeout") or 0]
+    users = config.getoption("timeout", None)
+    limits.append(users if isinstance(users, (int, float)) else 0)
+    return min(limit for limit in limits if limit > 0)
+
+
 def _users_timeout(config: pytest.Config) -> bool:
     """Whether pytest-timeout was given a limit of its own: ``--timeout``, ``PYTEST_TIMEOUT`` or ini."""
     return (
@@ -378,7 +390,7 @@ def pytest_configure(config: pytest.Config) -> None:
     chosen = set(chosen_optimizers(config, registry))
     try:
         registry, config.stash[PROOFS_KEY] = proof.prove_added(
-            registry, [info.name for info in added if info.name in chosen]
+            registry, [info.name for info in added if info.name in chosen], _proof_seconds(config)
         )
     except specs.SpecError as error:
         raise pytest.UsageError(specs.one_line(str(error))) from None

@@ -1,8 +1,10 @@
 """An added optimizer's elementwise claim is proven on throwaway runs, never trusted."""
 
+import contextlib
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -158,3 +160,25 @@ def test_the_tune_command_proves_an_added_optimizer_too(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
     assert "normed (from --optbench-optimizer" in line and "it claims elementwise, but" in line
     assert "Traceback" not in result.stderr
+
+
+class Hanging(torch.optim.SGD):
+    """A step that never returns, and swallows every ``Exception`` on the way."""
+
+    def step(self, closure=None):
+        while True:
+            with contextlib.suppress(Exception):
+                time.sleep(0.01)
+
+
+def test_a_proof_that_runs_past_its_limit_stops_there():
+    plain = OptimizerInfo("hang", None, Hanging, defaults={"lr": 0.01})
+    start = time.perf_counter()
+    registry, said = proof.prove_added(Registry([plain]), ["hang"], seconds=0.5)
+    assert time.perf_counter() - start < 5
+    assert not registry["hang"].elementwise
+    assert said["hang"] == "hang: not proven elementwise (its throwaway runs ran past 0.5 s)"
+    claimed = OptimizerInfo("hang", None, Hanging, defaults={"lr": 0.01}, elementwise=True)
+    message = r"hang \(added\): proving its elementwise claim ran past 0.5 s"
+    with pytest.raises(proof.ClaimError, match=message):
+        proof.prove_added(Registry([claimed]), ["hang"], seconds=0.5)

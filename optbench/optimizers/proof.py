@@ -18,8 +18,11 @@ the same, so it gets as many seeds as the built-ins.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -175,26 +178,81 @@ def _proof_key(info: OptimizerInfo) -> str:
     )
 
 
-def prove_added(registry: Registry, names: Iterable[str]) -> tuple[Registry, dict[str, str]]:
+PROOF_SECONDS = 30.0
+"""The longest the throwaway runs of one optimizer may take (they take 0.1-1.5 s here): an optimizer
+whose step hangs must not hang the run before any test's time limit applies."""
+
+
+class ProofTimeout(BaseException):
+    """The throwaway runs ran past their limit.
+
+    A ``BaseException``, so that no ``except Exception`` in the optimizer's own code swallows it.
+    """
+
+
+@contextlib.contextmanager
+def _limit(seconds: float | None) -> Iterator[None]:
+    """Raises ``ProofTimeout`` in the block once ``seconds`` have passed.
+
+    Where a timer signal can (POSIX, the main thread); elsewhere, or without ``seconds``, the block
+    runs unlimited.
+    """
+    usable = (
+        seconds is not None
+        and seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise ProofTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def prove_added(
+    registry: Registry, names: Iterable[str], seconds: float | None = PROOF_SECONDS
+) -> tuple[Registry, dict[str, str]]:
     """``registry`` with each of ``names`` proven elementwise or not, and one line per name saying which.
 
     An entry that passes is flagged ``elementwise`` and ``proven`` (its seeds run as replicas, and
-    its records say ``elementwise: proven``); one that fails keeps its seeds one after another.
+    its records say ``elementwise: proven``); one that fails keeps its seeds one after another, as
+    does one whose throwaway runs raise or run past ``seconds`` (``None``: no limit) without claiming it.
 
     Raises:
-        ClaimError: an entry claims ``elementwise`` and fails, or raised while it was proven.
+        ClaimError: an entry claims ``elementwise`` and fails, or raised or ran past ``seconds`` while
+            it was proven.
     """
     entries, said = [], {}
     for name in names:
         info = registry[name]
         key = _proof_key(info)
+        where = f"{name} ({info.note or 'added'})"
         try:
-            proof = _proofs[key] if key in _proofs else prove_elementwise(info)
+            with _limit(seconds):
+                proof = _proofs[key] if key in _proofs else prove_elementwise(info)
+        except ProofTimeout:
+            if info.elementwise:
+                raise ClaimError(
+                    f"{where}: proving its elementwise claim ran past {seconds:g} s on throwaway runs of "
+                    f"{EPOCHS * 10} and {STEPS} steps; fix the optimizer or drop elementwise"
+                ) from None
+            said[name] = f"{name}: not proven elementwise (its throwaway runs ran past {seconds:g} s)"
+            continue
         except USER_ERRORS as error:
             if info.elementwise:
                 raise ClaimError(
-                    f"{name} ({info.note or 'added'}): proving its elementwise claim on a throwaway run "
-                    f"raised {raised(error)}; fix the optimizer or drop elementwise"
+                    f"{where}: proving its elementwise claim on a throwaway run raised {raised(error)}; "
+                    "fix the optimizer or drop elementwise"
                 ) from None
             said[name] = f"{name}: not proven elementwise (its throwaway run raised {raised(error)})"
             continue
@@ -204,8 +262,8 @@ def prove_added(registry: Registry, names: Iterable[str]) -> tuple[Registry, dic
             said[name] = f"{name}: proven elementwise on a throwaway run; its seeds run as replicas"
         elif info.elementwise and not info.needs_closure and not info.create_graph:
             raise ClaimError(
-                f"{name} ({info.note or 'added'}): it claims elementwise, but two stacked replicas do not "
-                f"match two separate runs bit for bit ({proof.reason}); drop elementwise"
+                f"{where}: it claims elementwise, but two stacked replicas do not match two separate runs "
+                f"bit for bit ({proof.reason}); drop elementwise"
             )
         else:
             said[name] = f"{name}: not elementwise ({proof.reason}); its seeds run one after another"

@@ -1,6 +1,7 @@
 """optbench: a pytest benchmark and regression suite for PyTorch optimizers."""
 
 from optbench.engine import Fitted, Prepared, StaleOptimizerError, fit, prepare, run, summarise, train
+from optbench.optimizers.proof import prove_elementwise
 from optbench.optimizers.registry import (
     OPTIMIZERS,
     SEED_PROFILE,
@@ -17,6 +18,7 @@ from optbench.record import Record
 from optbench.record.checks import (
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
+    STATUS_MEANINGS,
     ConvergenceError,
     Thresholds,
     Tolerances,
@@ -28,6 +30,7 @@ from optbench.record.checks import (
     regressions,
 )
 from optbench.scenario import Scenario
+from optbench.schedules import SCHEDULES
 
 __version__ = "0.1.0"
 
@@ -37,7 +40,9 @@ __all__ = [
     "LINE",
     "OPTIMIZERS",
     "PROBLEMS",
+    "SCHEDULES",
     "SEED_PROFILE",
+    "STATUS_MEANINGS",
     "UNSUPPORTED",
     "Case",
     "ConvergenceError",
@@ -66,6 +71,7 @@ __all__ = [
     "least_squares",
     "linear",
     "prepare",
+    "prove_elementwise",
     "regressions",
     "run",
     "summarise",

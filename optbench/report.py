@@ -43,7 +43,7 @@ from optbench.plots import data as plotdata
 from optbench.plots import render
 from optbench.record.checks import STATUS_MEANINGS
 from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
-from optbench.results.tables import compare, markdown, summary, text
+from optbench.results.tables import REPORT_TOLERANCES, TIME_COLUMNS, compare, markdown, summary, text
 from optbench.tune import settings
 from optbench.tune.settings import TunedError, TunedFile
 
@@ -76,17 +76,41 @@ def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None, tuned: TunedFil
     return figures
 
 
-def _html_table(table: pd.DataFrame) -> str:
-    def cell(value: object) -> str:
-        return html.escape(text(value))
+def _marks(table: pd.DataFrame) -> pd.Series:
+    """Each row's mark: ``bad``, ``expected`` or ``""``.
 
+    ``bad`` is a scenario that failed its bounds unexpectedly, or regressed or went missing since the
+    baseline; ``expected`` one that failed where its ``expected_failure`` says it may.
+    """
+    none = pd.Series(False, index=table.index)
+    failed = table["passed"].eq(False) if "passed" in table else none
+    expected = failed & table["expected_failure"].fillna("").ne("") if "expected_failure" in table else none
+    bad = failed & ~expected
+    if "regression" in table:
+        bad |= ~table["regression"].fillna("").isin(["", "added"])
+    return pd.Series("", index=table.index).mask(expected, "expected").mask(bad, "bad")
+
+
+def _html_table(table: pd.DataFrame, name: str) -> str:
+    """A table with a header that stays in view, numbers right-aligned and marked rows (``_marks``).
+
+    Built column by column: a report of 20,000 rows has half a million cells.
+    """
+    numeric = [
+        index
+        for index, column in enumerate(table.columns, start=1)
+        if pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])
+    ]
+    style = ",".join(f"#{name} td:nth-child({index})" for index in numeric)
+    align = f"<style>{style}{{text-align:right}}</style>" if numeric else ""
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
-    rows = []
-    for record in table.to_dict("records"):
-        marked = record.get("regression") not in (None, "", "added") or record.get("passed") is False
-        cls = ' class="bad"' if marked else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td>{cell(v)}</td>" for v in record.values()) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    cells = [[f"<td>{html.escape(text(value))}</td>" for value in table[column].tolist()] for column in table]
+    opens = [f'<tr class="{mark}">' if mark else "<tr>" for mark in _marks(table).tolist()]
+    rows = "".join(f"{tr}{''.join(row)}</tr>" for tr, *row in zip(opens, *cells, strict=True))
+    return (
+        f'{align}<div class="scroll"><table id="{name}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>"
+    )
 
 
 def _provenance(frame: pd.DataFrame) -> pd.DataFrame:
@@ -96,6 +120,34 @@ def _provenance(frame: pd.DataFrame) -> pd.DataFrame:
 
 LEGEND = "What each status means"
 """The heading of the statuses' legend, under the scenarios' table (``STATUS_MEANINGS``)."""
+
+TIME_LEGEND = "What the time columns mean"
+"""The heading of the timing columns' legend, under the scenarios' table (``TIME_COLUMNS``)."""
+
+FIGURES = {
+    "loss_curves.png": "The full-data loss (log scale) as training goes on: a panel per problem and batch "
+    "size, a line per optimizer, each optimizer in the same colour and line style in every figure. A case "
+    "of several seeds is drawn as its median over seeds with the 10-90% band shaded, and the reference "
+    "solution's loss is the dotted floor. Failed cases and expected failures are marked. Lower, and "
+    "sooner, is better.",
+    "pass_rate.png": "The pass rate: the share of a case's seeds that met every bound, for each optimizer "
+    "(a row) and problem and batch size (a column), written in its cell. 1 is every seed.",
+    "time_to_target.png": "The median time to target: how long the seeds took to bring the loss within the "
+    "problem's excess-loss bound, for each optimizer and case; a cell without a number is a case where "
+    "fewer than half the seeds got there. Lower is better; times compare on one machine only.",
+    "profiles.png": "Performance profiles (Dolan and Moré): for each optimizer, the share of the cases "
+    "(problem and batch size) it solved within tau times the fastest optimizer's time to target, for tau "
+    "from 1 to 10 on a log axis. Higher and further left is better; the area under a curve is the "
+    "optimizer's score.",
+    "sensitivity.png": "How the tuning sweep's outcome depends on the learning rate (log scale): each "
+    "optimizer's pass rate over seeds (top row, 0.95 dashed) and the 0.95 quantile of its excess loss "
+    "(bottom row), a column per problem and batch size; a ringed dot marks the chosen learning rate. A wide "
+    "plateau at a pass rate of 1 means the choice is not fragile.",
+    "seed.png": "The tutorial's own comparison done right: SGD against Adam on the line at batch size 1, "
+    "each with its own fresh model and optimizer: one seed's training loss against the step, averaged over "
+    "windows of steps.",
+}
+"""Each figure the report may draw and what it shows, in the page's order; one not drawn is left out."""
 
 
 def _legend_markdown() -> str:
@@ -110,24 +162,111 @@ def _legend_html() -> str:
     return f"<h2>{html.escape(LEGEND)}</h2><dl>{items}</dl>"
 
 
-def _index(title: str, figures: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str:
-    images = "".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode(data).decode("ascii")}"><figcaption>{html.escape(name)}</figcaption></figure>'
-        for name, data in figures.items()
+def _time_meanings(compared: bool) -> dict[str, str]:
+    if not compared:
+        return TIME_COLUMNS
+    ratio = (
+        "s_all_seeds_candidate / s_all_seeds_baseline; above "
+        f"{REPORT_TOLERANCES.time_ratio:g} it is a regression (timings compare on one machine only)"
     )
-    sections = "".join(
-        f"<h2>{html.escape(name)}</h2>{_html_table(table)}" + (_legend_html() if index == 0 else "")
-        for index, (name, table) in enumerate(tables.items())
+    sides = {f"{name}_baseline, _candidate": text for name, text in TIME_COLUMNS.items()}
+    return {**sides, "time_ratio": ratio}
+
+
+def _time_legend_markdown(compared: bool) -> str:
+    meanings = _time_meanings(compared)
+    return f"## {TIME_LEGEND}\n\n" + "".join(f"- `{name}`: {text}\n" for name, text in meanings.items())
+
+
+def _time_legend_html(compared: bool) -> str:
+    items = "".join(
+        f"<dt><code>{html.escape(name)}</code></dt><dd>{html.escape(text)}</dd>"
+        for name, text in _time_meanings(compared).items()
     )
-    style = (
-        "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
-        "tr.bad td{background:#fde2e1}img{max-width:100%}figure{margin:1em 0}dt{font-weight:bold}"
+    return f"<h2>{html.escape(TIME_LEGEND)}</h2><dl>{items}</dl>"
+
+
+def _figure_html(name: str, data: bytes) -> str:
+    anchor = html.escape(name.removesuffix(".png"))
+    explanation = FIGURES.get(name, "")
+    source = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return (
+        f'<figure id="{anchor}"><h3>{html.escape(name)}</h3>'
+        + (f"<p>{html.escape(explanation)}</p>" if explanation else "")
+        + f'<img alt="{html.escape(name)}" src="{source}"></figure>'
+    )
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1500px;padding:1em 2em;color:#222;"
+    "line-height:1.45}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}"
+    "nav a{margin-right:1.2em}.lede{color:#444}figure{margin:1.2em 0 2em}figure h3{margin:.2em 0}"
+    "figure p{max-width:70em;margin:.2em 0 .6em}img{max-width:100%;height:auto;border:1px solid #eee}"
+    ".scroll{max-height:75vh;overflow:auto;border:1px solid #ccc;margin:.5em 0}"
+    "table{border-collapse:separate;border-spacing:0;font-size:13px;font-variant-numeric:tabular-nums}"
+    "td,th{border-bottom:1px solid #e6e6e6;border-right:1px solid #eee;padding:3px 7px;text-align:left;"
+    "white-space:nowrap}th{position:sticky;top:0;z-index:1;background:#eef0f3;border-bottom:2px solid #aab}"
+    "td{background:#fff}tbody tr:nth-child(even) td{background:#f8f8f8}"
+    "th:first-child,td:first-child{position:sticky;left:0}th:first-child{z-index:2}"
+    "tbody tr.bad td{background:#fde2e1}tr.bad td:first-child{box-shadow:inset 4px 0 #c62828}"
+    "tbody tr.expected td{background:#fff3d6}tr.expected td:first-child{box-shadow:inset 4px 0 #e0a100}"
+    "dt{font-weight:bold;margin-top:.4em}dd{margin-left:1.5em}"
+)
+"""The page's style: a header and first column that stay in view over a table's own scroll box, numbers
+right-aligned (per table, by column), rows failed unexpectedly in red and as expected in amber."""
+
+
+def _index(
+    title: str, intro: str, figures: dict[str, bytes], table: pd.DataFrame, provenance: pd.DataFrame
+) -> str:
+    """The self-contained page: figures with their explanations, the scenarios, both legends, the runs."""
+    compared = "time_ratio" in table
+    order = {name: index for index, name in enumerate(FIGURES)}
+    ordered = sorted(figures, key=lambda name: order.get(name, len(order)))  # stable: others as drawn
+    sections = [("figures", "Figures", "".join(_figure_html(name, figures[name]) for name in ordered))]
+    marking = (
+        "Rows in red regressed against the baseline or are missing from the candidate."
+        if compared
+        else "Rows in red did not pass their bounds; rows in amber did not either, as expected_failure says "
+        "they may."
+    )
+    sections.append(
+        (
+            "scenarios",
+            "Scenarios",
+            f"<p>{marking} The header stays in view as the table scrolls.</p>"
+            + _html_table(table, "scenarios-table")
+            + _time_legend_html(compared)
+            + _legend_html(),
+        )
+    )
+    sections.append(("runs", "Runs", _html_table(provenance, "runs-table")))
+    shown = [(anchor, heading, body) for anchor, heading, body in sections if body]
+    nav = "".join(f'<a href="#{anchor}">{html.escape(heading)}</a>' for anchor, heading, _ in shown)
+    body = "".join(
+        f'<section id="{anchor}"><h2>{html.escape(heading)}</h2>{content}</section>'
+        for anchor, heading, content in shown
     )
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{images}{sections}</body></html>\n"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f'<p class="lede">{html.escape(intro)}</p><nav>{nav}</nav>{body}</body></html>\n'
+    )
+
+
+def _intro(frame: pd.DataFrame, table: pd.DataFrame, baseline: Loaded | None) -> str:
+    marks = _marks(table).value_counts()
+    bad, expected = int(marks.get("bad", 0)), int(marks.get("expected", 0))
+    if baseline is not None:
+        return (
+            f"{len(table)} scenario(s), baseline run {baseline.frame.run.iloc[0]} against candidate run "
+            f"{frame.run.iloc[0]}: {bad} regressed or missing (in red)."
+        )
+    return (
+        f"{frame.id.nunique()} scenario(s) of {frame.problem.nunique()} problem(s) and "
+        f"{frame.optimizer.nunique()} optimizer setup(s), from {frame.run.nunique()} run(s): "
+        f"{len(table) - bad - expected} of {len(table)} row(s) passed their bounds, {expected} failed as "
+        f"expected (in amber) and {bad} failed unexpectedly (in red)."
     )
 
 
@@ -152,10 +291,10 @@ def build(
         title = "optbench report"
         provenance = _provenance(frame)
     files["summary.csv"] = table.to_csv(index=False)
-    legend = _legend_markdown()
+    legend = _time_legend_markdown(baseline is not None) + "\n" + _legend_markdown()
     files["summary.md"] = f"# {title}\n\n{markdown(table)}\n{legend}\n## Runs\n\n{markdown(provenance)}"
-    figures = {name: data for name, data in files.items() if name.endswith(".png")}
-    files["index.html"] = _index(title, figures, {"Scenarios": table, "Runs": provenance})  # type: ignore[arg-type]
+    figures = {name: data for name, data in files.items() if isinstance(data, bytes)}  # the PNGs
+    files["index.html"] = _index(title, _intro(frame, table, baseline), figures, table, provenance)
     return files
 
 

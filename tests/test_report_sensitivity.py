@@ -177,7 +177,7 @@ def test_the_report_draws_the_sweeps_of_its_runs_optimizers(swept, tmp_path, cap
     assert (out / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sensitivity.png" in json.loads((out / MARKER).read_text())["files"]
     page = (out / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "<figcaption>sensitivity.png</figcaption>" in page
+    assert page.count("data:image/png;base64,") == 3 and "<h3>sensitivity.png</h3>" in page
     (curves,) = drawn
     assert set(zip(curves.optimizer, curves.problem, strict=True)) == {("sgd", "line"), ("adam", "line")}
     assert list(dict.fromkeys(curves.panel)) == ["line, batch size 10", "line, batch size 100"]

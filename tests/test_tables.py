@@ -63,6 +63,7 @@ def test_the_summary_shows_seeds_then_how_they_ran_then_the_times():
     start = columns.index("seeds")
     assert columns[start : start + 1 + len(TIME_COLUMNS)] == ["seeds", *TIME_COLUMNS]
     assert not {"median_s", "us_per_step", "median"} & set(columns)
+    assert columns[-3:] == ["status", "passed", "expected_failure"]
     saved = frame.set_index("id")
     for scenario, row in table.iterrows():
         median, steps, seeds = saved.loc[scenario, ["median", "steps", "seeds"]]

@@ -71,12 +71,13 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     ``run`` is the save number of an autosaved run, else the file's name.
     ``pass_rate`` is the share of seeds that converged, ``<metric>_q50`` and
     ``_q95`` quantiles over seeds; the plain metric columns are the first seed's;
-    ``status`` and ``passed`` judge all seeds. The times are ``TIME_COLUMNS`` (``timings``).
+    ``status`` and ``passed`` judge all seeds; ``expected_failure`` is the reason the case may fail
+    (its xfail mark), or empty. The times are ``TIME_COLUMNS`` (``timings``).
     """
     table = frame.assign(**timings(frame), run=frame["save"].where(frame["save"] != "", frame["run"]))
     table = table.sort_values(["problem", "batch_size", "device", "optimizer", "date"], kind="stable")
     columns = [*KEYS, "run", "seeds", *TIME_COLUMNS, "pass_rate"]
-    columns += [*metric_columns(metrics_of(frame)), "status", "passed"]
+    columns += [*metric_columns(metrics_of(frame)), "status", "passed", "expected_failure"]
     return table[columns].reset_index(drop=True)
 
 

@@ -39,7 +39,7 @@ def pytest_optbench_optimizers() -> list[OptimizerInfo]:
             defaults={"lr": 0.05},  # for every problem and batch size...
             # ...but where one lr does not fit all: a Case per (problem, batch size[, dtype]) key
             cases={("line", 1): Case({"lr": 0.005}), ("line", 100): Case({"lr": 0.1})},
-            elementwise=True,  # per-element update: 32 seeds run as one (prove it as tests/test_replicas.py)
+            elementwise=True,  # per-element update: 32 seeds run as one (proven as the run starts)
             note="sign of the gradient, a fixed step",
         )
     ]

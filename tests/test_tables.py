@@ -84,6 +84,21 @@ def test_the_comparison_has_each_runs_times_and_the_ratio_of_their_rounds():
     for name in TIME_COLUMNS:
         assert {f"{name}_baseline", f"{name}_candidate"} <= set(table.columns), name
     assert not [column for column in table.columns if column.startswith("median")]
+    columns = ["id", *table.columns]  # id is the index here
+    changes = ["regression", "status_change", "time_ratio", "excess_loss_change"]
+    assert columns[: 6 + len(changes)] == [
+        "id",
+        "problem",
+        "optimizer",
+        "batch_size",
+        "device",
+        "dtype",
+        *changes,
+    ]
+    for side in ("baseline", "candidate"):
+        start = columns.index(f"status_{side}")
+        shown = ["status", "passed", "seeds", *TIME_COLUMNS, "pass_rate"]
+        assert columns[start : start + len(shown)] == [f"{name}_{side}" for name in shown]
     row = table.loc["sgd-bs10-cpu"]
     assert (row.seed_runs_baseline, row.seed_runs_candidate) == ("vectorised", "sequential")
     assert row.time_ratio == pytest.approx(32) == row.s_all_seeds_candidate / row.s_all_seeds_baseline

@@ -92,6 +92,7 @@ def compare(
     ``seeds`` beside it). ``<metric>_change`` is the candidate's first seed minus the baseline's, for each
     metric the gate compares; ``regression`` lists what ``optbench.record.checks.regressions``
     finds against ``tolerances``; a scenario in only one run says ``added`` or ``removed``.
+    What changed comes first after the scenario's keys, then the baseline's columns, then the candidate's.
     """
     keys = list(KEYS)
     metrics = metrics_of(pd.concat([baseline[["metrics"]], candidate[["metrics"]]], ignore_index=True))
@@ -113,9 +114,13 @@ def compare(
         for before, after in zip(merged.status_baseline, merged.status_candidate, strict=True)
     ]
     merged["regression"] = [_regression(row, values, tolerances) for row in merged.to_dict("records")]
-    # The median round stays as s_all_seeds, the name that says what it is.
-    dropped = ["_merge", "metrics_baseline", "metrics_candidate", "median_baseline", "median_candidate"]
-    merged = merged.drop(columns=dropped)
+    # What changed first, then each run's columns in the summary's order; the median round is each
+    # side's s_all_seeds, under the name that says what it is.
+    changes = ["regression", "status_change", "time_ratio", *(c for c in merged if c.endswith("_change"))]
+    shown = ["status", "passed", "seeds", *TIME_COLUMNS, "pass_rate"]
+    shown += [name for name in values if name not in (*shown, "median", "metrics")]
+    sides = [f"{name}_{side}" for side in ("baseline", "candidate") for name in shown]
+    merged = merged[[*keys, *dict.fromkeys(changes), *sides]]
     return merged.sort_values(["problem", "batch_size", "device", "optimizer"], kind="stable").reset_index(
         drop=True
     )

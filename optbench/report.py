@@ -131,14 +131,17 @@ FIGURES = {
     "solution's loss is the dotted floor. Failed cases and expected failures are marked. Lower, and "
     "sooner, is better.",
     "pass_rate.png": "The pass rate: the share of a case's seeds that met every bound, for each optimizer "
-    "(a row) and problem and batch size (a column), written in its cell. 1 is every seed.",
-    "time_to_target.png": "The median time to target: how long the seeds took to bring the loss within the "
-    "problem's excess-loss bound, for each optimizer and case; a cell without a number is a case where "
-    "fewer than half the seeds got there. Lower is better; times compare on one machine only.",
+    "(a row) and problem and batch size (a column), written in its cell; 1 is every seed. A hatched cell is "
+    "an expected failure (its xfail mark), a grey one a case the optimizer did not run.",
+    "time_to_target.png": "The time to target: the median seed's seconds until its loss came within the "
+    "problem's excess-loss bound, for each optimizer and case, on a log colour scale; a dash is a case where "
+    "fewer than half the seeds got there, hatched and grey cells as in the pass rate. Lower is better; times "
+    "compare on one machine only.",
     "profiles.png": "Performance profiles (Dolan and Moré): for each optimizer, the share of the cases "
-    "(problem and batch size) it solved within tau times the fastest optimizer's time to target, for tau "
-    "from 1 to 10 on a log axis. Higher and further left is better; the area under a curve is the "
-    "optimizer's score.",
+    "(problem and batch size) it reached the target in within tau times the fastest optimizer's time on "
+    "that case, for tau from 1 to 10 on a log axis, in seconds and in optimizer steps. Higher and further "
+    "left is better; each optimizer's score in the legend is the area under its profile, 1 for the fastest "
+    "on every case.",
     "sensitivity.png": "How the tuning sweep's outcome depends on the learning rate (log scale): each "
     "optimizer's pass rate over seeds (top row, 0.95 dashed) and the 0.95 quantile of its excess loss "
     "(bottom row), a column per problem and batch size; a ringed dot marks the chosen learning rate. A wide "

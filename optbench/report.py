@@ -43,7 +43,15 @@ from optbench.plots import data as plotdata
 from optbench.plots import render
 from optbench.record.checks import STATUS_MEANINGS
 from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
-from optbench.results.tables import REPORT_TOLERANCES, TIME_COLUMNS, compare, markdown, summary, text
+from optbench.results.tables import (
+    REPORT_TOLERANCES,
+    TIME_COLUMNS,
+    compare,
+    is_number,
+    markdown,
+    summary,
+    texts,
+)
 from optbench.tune import settings
 from optbench.tune.settings import TunedError, TunedFile
 
@@ -94,19 +102,20 @@ def _marks(table: pd.DataFrame) -> pd.Series:
 def _html_table(table: pd.DataFrame, name: str) -> str:
     """A table with a header that stays in view, numbers right-aligned and marked rows (``_marks``).
 
-    Built column by column: a report of 20,000 rows has half a million cells.
+    Built column by column (``tables.texts``): a report of 20,000 rows has half a million cells.
     """
-    numeric = [
-        index
-        for index, column in enumerate(table.columns, start=1)
-        if pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])
-    ]
-    style = ",".join(f"#{name} td:nth-child({index})" for index in numeric)
-    align = f"<style>{style}{{text-align:right}}</style>" if numeric else ""
+    numbers = [is_number(table[column]) for column in table.columns]
+    right = ",".join(f"#{name} td:nth-child({index})" for index, yes in enumerate(numbers, start=1) if yes)
+    align = f"<style>{right}{{text-align:right}}</style>" if right else ""
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
-    cells = [[f"<td>{html.escape(text(value))}</td>" for value in table[column].tolist()] for column in table]
+    cells = [
+        texts(table[column]) if number else [html.escape(cell) for cell in texts(table[column])]
+        for column, number in zip(table.columns, numbers, strict=True)
+    ]
     opens = [f'<tr class="{mark}">' if mark else "<tr>" for mark in _marks(table).tolist()]
-    rows = "".join(f"{tr}{''.join(row)}</tr>" for tr, *row in zip(opens, *cells, strict=True))
+    rows = "".join(
+        f"{tr}<td>{'</td><td>'.join(row)}</td></tr>" for tr, *row in zip(opens, *cells, strict=True)
+    )
     return (
         f'{align}<div class="scroll"><table id="{name}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"

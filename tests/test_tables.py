@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from optbench.results import load
-from optbench.results.tables import TIME_COLUMNS, compare, summary, timings
+from optbench.results.tables import TIME_COLUMNS, compare, is_number, markdown, summary, text, texts, timings
 
 RUN = Path(__file__).resolve().parent / "data" / "runs" / "schema4.json"
 
@@ -106,3 +106,22 @@ def test_the_comparison_has_each_runs_times_and_the_ratio_of_their_rounds():
     assert row.s_per_seed_candidate == pytest.approx(32 * row.s_per_seed_baseline)
     assert row.regression == "median time x32 (tolerance x1.25)"
     assert table.drop(index="sgd-bs10-cpu").time_ratio.tolist() == [1.0] * 5
+
+
+def test_a_column_is_written_as_each_of_its_cells_would_be():
+    table = pd.DataFrame(
+        {
+            "float": [0.123456, math.nan, 1e-7, math.inf],
+            "int": [1, 20, 300, 4000],
+            "bool": [True, False, True, False],
+            "mixed": ["<a|b>", math.nan, 2.5, None],
+        }
+    )
+    for name in table:
+        assert texts(table[name]) == [text(value) for value in table[name].tolist()], name
+    assert texts(table["float"]) == ["0.1235", "", "1e-07", "inf"]
+    assert [is_number(table[name]) for name in table] == [True, True, False, False]
+    assert markdown(table).splitlines()[2:4] == [
+        "| 0.1235 | 1 | True | &lt;a\\|b&gt; |",
+        "|  | 20 | False |  |",
+    ]

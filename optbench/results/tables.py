@@ -140,18 +140,40 @@ def text(value: object, digits: int = 4) -> str:
     return str(value)
 
 
+def is_number(column: pd.Series) -> bool:
+    """Whether a column holds numbers (bools are not): its cells need no escaping, and align right."""
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def texts(column: pd.Series, digits: int = 4) -> list[str]:
+    """A column's cells as ``text`` writes each, formatted by the column's type at once.
+
+    A report of 20,000 rows has half a million cells: asking each what it is costs seconds.
+    """
+    values = column.tolist()
+    if pd.api.types.is_float_dtype(column):
+        return ["" if value != value else f"{value:.{digits}g}" for value in values]
+    if pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return [str(value) for value in values]
+    return [text(value, digits) for value in values]
+
+
 def markdown(table: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency).
 
     Every header and cell is HTML-escaped, as in ``index.html``: Markdown renderers pass raw HTML
     through, so a scenario id or run name such as ``<script>`` must come out as text. ``|`` is
-    escaped too, so that no cell splits in two.
+    escaped too, so that no cell splits in two. A column of numbers has nothing to escape.
     """
 
-    def cell(value: object) -> str:
-        return html.escape(text(value, digits), quote=False).replace("|", "\\|")
+    def escape(value: str) -> str:
+        return html.escape(value, quote=False).replace("|", "\\|")
 
-    header = "| " + " | ".join(cell(str(column)) for column in table.columns) + " |"
+    header = "| " + " | ".join(escape(str(column)) for column in table.columns) + " |"
     rule = "|" + "---|" * len(table.columns)
-    rows = ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    columns = []
+    for name in table.columns:
+        cells = texts(table[name], digits)
+        columns.append(cells if is_number(table[name]) else [escape(cell) for cell in cells])
+    rows = ["| " + " | ".join(row) + " |" for row in zip(*columns, strict=True)]
     return "\n".join([header, rule, *rows]) + "\n"

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from optbench.optimizers.registry import SEED_PROFILE
@@ -42,6 +43,26 @@ def panels(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
     )
 
 
+OUTCOMES = ("passed", "failed", "expected failure")
+"""A scenario's outcome as the figures mark it: ``failed`` is a status other than converged without an
+expected failure (xfail mark), ``expected failure`` the same with one; a converged case passed, marked or
+not."""
+
+
+def expected_failures(frame: pd.DataFrame) -> pd.Series:
+    """Whether each row's case carries an expected failure (an xfail mark); ``False`` without the column."""
+    if "expected_failure" not in frame:
+        return pd.Series(False, index=frame.index, name="xfail")
+    return (frame["expected_failure"].fillna("").astype(str) != "").rename("xfail")
+
+
+def outcomes(frame: pd.DataFrame) -> pd.Series:
+    """Each row's outcome (``OUTCOMES``); rows without a ``status`` column passed."""
+    status = frame["status"] if "status" in frame else pd.Series("converged", index=frame.index)
+    failed = np.where(expected_failures(frame), "expected failure", "failed")
+    return pd.Series(np.where(status == "converged", "passed", failed), index=frame.index, name="outcome")
+
+
 def loss_curves(frame: pd.DataFrame, label: str = "") -> pd.DataFrame:
     """One row per point of each scenario's per-epoch full-data loss: the median over seeds and its band.
 
@@ -50,16 +71,17 @@ def loss_curves(frame: pd.DataFrame, label: str = "") -> pd.DataFrame:
         label: which run the rows come from (``baseline``/``candidate`` in a comparison).
 
     Returns:
-        Columns ``problem, batch_size, device, optimizer, id, label, seeds, epoch, loss,
+        Columns ``problem, batch_size, device, optimizer, id, label, seeds, outcome, epoch, loss,
         low, high``: ``loss`` is the median over seeds (the one seed's loss for a
-        one-seed scenario), ``low`` and ``high`` the 10% and 90% quantiles.
-        Epochs count from 0 (before training), so every batch size shares the x
-        axis; a point where the median is not finite (diverged) is left out, and
+        one-seed scenario), ``low`` and ``high`` the 10% and 90% quantiles; ``outcome`` is the
+        scenario's (``outcomes``). Epochs count from 0 (before training), so every batch size
+        shares the x axis; a point where the median is not finite (diverged) is left out, and
         a band edge that is not finite is NaN.
     """
     keys = [*PANEL, "optimizer", "id", "seeds"]
     bands = {"loss": "epoch_loss_q50", "low": "epoch_loss_q10", "high": "epoch_loss_q90"}
     points = frame[keys + list(bands.values())].rename(columns={v: k for k, v in bands.items()})
+    points["outcome"] = outcomes(frame)
     points = points.explode(list(bands))
     points["epoch"] = points.groupby(level=0).cumcount()
     for column in bands:
@@ -67,7 +89,7 @@ def loss_curves(frame: pd.DataFrame, label: str = "") -> pd.DataFrame:
         points[column] = values.where(values < float("inf"))
     points = points[points["loss"].notna()]
     points["label"] = label
-    columns = [*PANEL, "optimizer", "id", "label", "seeds", "epoch", "loss", "low", "high"]
+    columns = [*PANEL, "optimizer", "id", "label", "seeds", "outcome", "epoch", "loss", "low", "high"]
     return points[columns].reset_index(drop=True)
 
 
@@ -148,3 +170,88 @@ def sensitivity_curves(tuned: TunedFile, pairs: Iterable[tuple[str, str]] | None
     curves = pd.DataFrame(rows, columns=SENSITIVITY)
     types = {"batch_size": "int64", "lr": "float64", "pass_rate": "float64", "excess_q95": "float64"}
     return curves.astype({**types, "chosen": "bool"})
+
+
+CASE = ["problem", "batch_size", "device", "dtype", "schedule"]
+"""What one case of the heatmaps and performance profiles is: a column of the heatmaps."""
+
+CELLS = ["optimizer", *CASE, "column", "seeds", "status", "xfail", "outcome"]
+"""The columns that ``pass_rates`` and ``times_to_target`` share: which cell a row is, whether its case
+carries an expected failure (``expected_failures``), and how it ended (``outcomes``)."""
+
+
+def case_columns(frame: pd.DataFrame) -> pd.Series:
+    """Each row's heatmap column: ``line bs10``, then device, dtype and schedule where rows differ in them."""
+    label = frame.problem.astype(str) + " bs" + frame.batch_size.astype(str)
+    for column in ("device", "dtype", "schedule"):
+        if frame[column].nunique() > 1:
+            label = label + " " + frame[column].astype(str)
+    return label.rename("column")
+
+
+def _cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells' shared columns (``CELLS``), rows in column order (``CASE``), then by optimizer."""
+    cells = frame.assign(column=case_columns(frame), xfail=expected_failures(frame), outcome=outcomes(frame))
+    return cells.sort_values([*CASE, "optimizer"], kind="stable")
+
+
+def pass_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pass-rate heatmap's cells: one per scenario, its share of seeds that converged.
+
+    Args:
+        frame: one row per scenario (``newest`` rows of the matrix, ``split_seed_profile``).
+
+    Returns:
+        Columns ``CELLS`` and ``pass_rate``, rows sorted by ``CASE`` then optimizer. A case an
+        optimizer did not run has no row (the figure leaves its cell grey).
+    """
+    cells = _cells(frame)
+    return cells[[*CELLS, "pass_rate"]].reset_index(drop=True)
+
+
+def _median_over_seeds(frame: pd.DataFrame, values: str) -> pd.Series:
+    """The nearest-rank median over each row's seeds of ``values`` (a per-seed list), NaN when infinite.
+
+    A seed that did not converge (``seed_status``), or whose value is missing, counts as infinitely
+    late, as ``target_step_q50`` counts a seed that never got there: the median is finite when at
+    least half the seeds converged. A row whose list does not hold one value per seed (a record
+    saved before time to target) gets NaN.
+    """
+    lists, status = frame[values], frame["seed_status"]
+    lengths = lists.map(lambda v: len(v) if isinstance(v, list) else -1)
+    usable = (lengths > 0) & (lengths == status.map(lambda v: len(v) if isinstance(v, list) else -2))
+    if not usable.any():
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    long = pd.DataFrame({values: lists[usable], "status": status[usable]}).explode([values, "status"])
+    value = pd.to_numeric(long[values], errors="coerce").astype(float)
+    value = value.where((long.status == "converged") & value.notna(), math.inf)
+    ordered = pd.DataFrame({"row": long.index, "value": value.to_numpy()})
+    ordered = ordered.sort_values(["row", "value"], kind="stable")
+    rank = ordered.groupby("row").cumcount() + 1
+    size = ordered.groupby("row")["value"].transform("size")
+    median = ordered[rank == np.ceil(size / 2)].set_index("row")["value"]
+    return median.where(np.isfinite(median)).reindex(frame.index)
+
+
+def times_to_target(frame: pd.DataFrame) -> pd.DataFrame:
+    """The time-to-target heatmap's cells, and the performance profiles' times: one per scenario.
+
+    ``seconds`` is the nearest-rank median over seeds of ``seed_target_seconds``: the training
+    seconds of the run that trained the seed until its loss first came within the excess-loss bound.
+    A vectorised run trains all its seeds at once, and each of them is timed by that run (with
+    models this small the batch costs about what one seed alone would; the time is never less than
+    one seed's); a sequential seed, or a lone one, by its own run. ``steps`` is the same median of
+    ``seed_target_step``, optimizer steps, which no machine changes. A seed that did not converge
+    counts as never reaching the target, so both are NaN (never reached) unless at least half the
+    seeds converged: a case that did not converge on most seeds is unsolved.
+
+    Args:
+        frame: one row per scenario (``newest`` rows of the matrix, ``split_seed_profile``).
+
+    Returns:
+        Columns ``CELLS``, ``seconds`` and ``steps``, rows sorted by ``CASE`` then optimizer.
+    """
+    cells = _cells(frame)
+    cells["seconds"] = _median_over_seeds(cells, "seed_target_seconds")
+    cells["steps"] = _median_over_seeds(cells, "seed_target_step")
+    return cells[[*CELLS, "seconds", "steps"]].reset_index(drop=True)

@@ -1,0 +1,86 @@
+"""One look per optimizer (colour, line style, marker), the same in every figure of a report.
+
+A name's look comes from its index: ``PALETTE[i % 10]``, ``LINESTYLES[(i // 10) % 4]`` and
+``MARKERS[i % 7]``, so 10 names in a row differ in colour, 40 differ in colour or line style, and
+the triple repeats only after 280 names (``lcm(40, 7)``). The index is fixed, not hashed: a hash
+would give two of 14 names the same colour about as often as not. The built-in optimizers take their
+place in the registry (alphabetical), so Adam has the same look in every optbench report whatever
+else it holds; the other names a report draws (added optimizers) follow in sorted order. Build the
+looks once per report, from every name any of its figures draws, and hand the mapping to each
+figure: a figure that builds its own from fewer names would give an added optimizer another look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from optbench.optimizers.registry import OPTIMIZERS
+
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+"""matplotlib's tab10: ten well-separated colours. Not every pair is colour-blind safe (green and
+red), which is why neighbours in the order also differ in marker, and the next ten in line style."""
+
+LINESTYLES = ("-", "--", ":", "-.")
+"""Line styles, changing every ten names (``PALETTE``'s length)."""
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+"""Markers, changing with every name; seven, prime to ten, so colour and marker cycle apart."""
+
+
+@dataclass(frozen=True)
+class Look:
+    """How one optimizer is drawn: matplotlib's colour, line style and marker."""
+
+    colour: str
+    linestyle: str
+    marker: str
+
+
+def look(index: int) -> Look:
+    """The look of the name at ``index`` in a report's order (see the module's docstring)."""
+    return Look(
+        PALETTE[index % len(PALETTE)],
+        LINESTYLES[(index // len(PALETTE)) % len(LINESTYLES)],
+        MARKERS[index % len(MARKERS)],
+    )
+
+
+def order(names: Iterable[str]) -> list[str]:
+    """``names`` without repeats: the built-in optimizers in registry order, then the others, sorted."""
+    wanted = set(names)
+    return [name for name in OPTIMIZERS if name in wanted] + sorted(wanted.difference(OPTIMIZERS))
+
+
+def looks(names: Iterable[str]) -> dict[str, Look]:
+    """Each of ``names`` and its look: a built-in optimizer's by its registry index, the rest after.
+
+    Args:
+        names: every optimizer name the report draws (repeats are fine).
+
+    Returns:
+        A look per name, in ``order``; all different up to 280 names.
+    """
+    index = {name: position for position, name in enumerate(OPTIMIZERS)}
+    others = sorted(set(names).difference(index))
+    index.update((name, len(OPTIMIZERS) + position) for position, name in enumerate(others))
+    return {name: look(index[name]) for name in order(names)}
+
+
+def looks_for(names: Iterable[str], given: Mapping[str, Look] | None) -> Mapping[str, Look]:
+    """``given`` where it has every name (a report's shared looks), else looks built from ``names`` and it."""
+    wanted = set(names)
+    if given is not None and wanted.issubset(given):
+        return given
+    return looks(wanted if given is None else wanted.union(given))

@@ -15,7 +15,7 @@ from tuned_cases import GRID, PASSES, case, tuned
 from optbench import report as report_module
 from optbench.files import MARKER, write_folder
 from optbench.plots import data as plotdata
-from optbench.plots import render
+from optbench.plots import render, style
 from optbench.report import main
 from optbench.results import load
 from optbench.tune import settings
@@ -127,10 +127,14 @@ def test_the_figure_has_two_rows_per_panel_a_line_per_optimizer_and_one_legend()
     assert [axis.get_title() for axis in tops] == list(dict.fromkeys(curves.panel))
     for top, bottom in zip(tops, bottoms, strict=True):
         assert top.get_xscale() == bottom.get_xscale() == "log" and bottom.get_yscale() == "log"
-        threshold = [line for line in top.get_lines() if line.get_linestyle() == "--"]
+        threshold = [line for line in top.get_lines() if to_hex(line.get_color()) == "#000000"]
         assert [line.get_ydata()[0] for line in threshold] == [0.95]
-        lines = [line for line in bottom.get_lines() if line.get_linestyle() == "-"]
-        assert len({to_hex(line.get_color()) for line in lines}) == 14  # a colour per optimizer
+        assert threshold[0].get_linestyle() == "--"
+        lines = bottom.get_lines()
+        # A look per optimizer (style.looks): ten colours, the next ones dashed, every marker its own.
+        drawn = [(to_hex(line.get_color()), line.get_linestyle(), line.get_marker()) for line in lines]
+        assert drawn == [(look.colour, look.linestyle, look.marker) for look in style.looks(names).values()]
+        assert len(set(drawn)) == 14 and len({colour for colour, _, _ in drawn}) == 10
         assert all(line.get_xdata().tolist() == GRID for line in lines)
         ys = lines[0].get_ydata()
         assert ys.tolist()[:3] == [2.0, 1e-3, 1e-2] and math.isnan(ys[3])  # a gap where it diverged
@@ -165,9 +169,9 @@ def test_the_report_draws_the_sweeps_of_its_runs_optimizers(swept, tmp_path, cap
     path = write_tuned(tmp_path / "mixed.json", *mixed.cases, case("mine"), case("sgd", problem="plane"))
     drawn = []
 
-    def spy(curves: pd.DataFrame):
+    def spy(curves: pd.DataFrame, **options):
         drawn.append(curves)
-        return real(curves)
+        return real(curves, **options)
 
     real = render.sensitivity_figure
     monkeypatch.setattr(render, "sensitivity_figure", spy)
@@ -177,7 +181,8 @@ def test_the_report_draws_the_sweeps_of_its_runs_optimizers(swept, tmp_path, cap
     assert (out / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sensitivity.png" in json.loads((out / MARKER).read_text())["files"]
     page = (out / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "<h3>sensitivity.png</h3>" in page
+    assert page.count("data:image/png;base64,") == len(list(out.glob("*.png"))) == 4  # no time to target
+    assert "<h3>sensitivity.png</h3>" in page
     (curves,) = drawn
     assert set(zip(curves.optimizer, curves.problem, strict=True)) == {("sgd", "line"), ("adam", "line")}
     assert list(dict.fromkeys(curves.panel)) == ["line, batch size 10", "line, batch size 100"]
@@ -209,7 +214,9 @@ def test_no_figure_without_the_packaged_file_or_a_case_of_the_runs(no_packaged_f
         assert status == 0, err
         assert "warning" not in err and "sensitivity.png" not in err, err
         assert (out / "index.html").exists() and not (out / "sensitivity.png").exists()
-        assert (out / "index.html").read_text().count("data:image/png;base64,") == 2
+        pngs = {path.name for path in out.glob("*.png")}
+        assert pngs == {"loss_curves.png", "pass_rate.png", "seed.png"}  # schema 3 saved no time to target
+        assert (out / "index.html").read_text().count("data:image/png;base64,") == 3
 
 
 def test_a_damaged_packaged_file_is_a_warning_and_no_figure(no_packaged_file, tmp_path, capsys):

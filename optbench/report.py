@@ -40,7 +40,8 @@ from optbench.files import (
 )
 from optbench.options import add_storage_option
 from optbench.plots import data as plotdata
-from optbench.plots import render
+from optbench.plots import profiles as plotprofiles
+from optbench.plots import render, style
 from optbench.record.checks import STATUS_MEANINGS
 from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
 from optbench.results.tables import (
@@ -65,22 +66,36 @@ def _say(message: str) -> None:
 
 def _figures(frame: pd.DataFrame, baseline: pd.DataFrame | None, tuned: TunedFile | None) -> dict[str, bytes]:
     matrix, seed = plotdata.split_seed_profile(plotdata.newest(frame))
+    old_matrix = matrix.iloc[:0]
+    if baseline is not None:
+        old_matrix, _ = plotdata.split_seed_profile(plotdata.newest(baseline))
+    sweeps = None
+    if tuned is not None:
+        pairs = plotdata.run_cases(frame) | (plotdata.run_cases(baseline) if baseline is not None else set())
+        sweeps = plotdata.sensitivity_curves(tuned, pairs)
+    # One look per optimizer for every figure: built from every name any of them draws.
+    swept = [] if sweeps is None else list(sweeps.optimizer)
+    looks = style.looks([*matrix.optimizer, *old_matrix.optimizer, *swept])
     figures: dict[str, bytes] = {}
     if len(matrix):
         curves = plotdata.loss_curves(matrix, "candidate" if baseline is not None else "")
         if baseline is not None:
-            old_matrix, _ = plotdata.split_seed_profile(plotdata.newest(baseline))
             curves = pd.concat([plotdata.loss_curves(old_matrix, "baseline"), curves])
-        figure = render.loss_curves_figure(curves, plotdata.floors(matrix), plotdata.panels(matrix))
+        figure = render.loss_curves_figure(curves, plotdata.floors(matrix), plotdata.panels(matrix), looks)
         figures["loss_curves.png"] = render.png(figure)
+        figures["pass_rate.png"] = render.png(render.heatmap_figure(plotdata.pass_rates(matrix), "pass_rate"))
+        times = plotdata.times_to_target(matrix)
+        if times.seconds.notna().any():  # records saved before time to target have none
+            figures["time_to_target.png"] = render.png(render.heatmap_figure(times, "seconds"))
+            profiles = plotprofiles.performance_profiles(times)
+            scores = plotprofiles.profile_scores(profiles)
+            cases = len(times[plotdata.CASE].drop_duplicates())
+            figures["profiles.png"] = render.png(render.profiles_figure(profiles, scores, looks, cases))
     seed_points = plotdata.seed_curves(seed)
     if len(seed_points):
         figures["seed.png"] = render.png(render.seed_figure(seed_points, float(seed.reference_loss.min())))
-    if tuned is not None:
-        pairs = plotdata.run_cases(frame) | (plotdata.run_cases(baseline) if baseline is not None else set())
-        sweeps = plotdata.sensitivity_curves(tuned, pairs)
-        if len(sweeps):
-            figures["sensitivity.png"] = render.png(render.sensitivity_figure(sweeps))
+    if sweeps is not None and len(sweeps):
+        figures["sensitivity.png"] = render.png(render.sensitivity_figure(sweeps, looks=looks))
     return figures
 
 

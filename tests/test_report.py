@@ -23,7 +23,8 @@ from optbench.results.tables import markdown
 from optbench.tune import settings
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = {"loss_curves.png", "seed.png", "summary.csv", "summary.md", "index.html"}
+FIGURES = {"loss_curves.png", "pass_rate.png", "time_to_target.png", "profiles.png", "seed.png"}
+OUTPUTS = FIGURES | {"summary.csv", "summary.md", "index.html"}
 MATRIX_IDS = {f"{name}-bs{bs}-cpu" for name in ("adam", "sgd") for bs in (10, 100)}
 SEED_IDS = {"seed.adam-bs1-cpu", "seed.sgd-bs1-cpu"}
 
@@ -95,7 +96,7 @@ def test_report_from_a_real_run(saved_run, run_json, tmp_path, capsys):
     markdown = (out / "summary.md").read_text()
     assert "| sgd-bs10-cpu | line | sgd | 10 | cpu |" in markdown
     page = (out / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == len(FIGURES)
     assert "http://" not in page and "https://" not in page
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -278,7 +279,7 @@ def test_index_renders_headless_with_its_images(saved_run, tmp_path, capsys):
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert 'data-images="true,true"' in done.stdout
+    assert f'data-images="{",".join(["true"] * len(FIGURES))}"' in done.stdout
     assert "sgd-bs10-cpu" in done.stdout
     assert "net::ERR" not in done.stderr
 

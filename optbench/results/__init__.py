@@ -11,6 +11,7 @@ import json
 import math
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -197,12 +198,12 @@ def read_run(path: Path, warnings: list[str] | None = None) -> list[dict[str, An
             f"{path}: a pytest-benchmark run with no optbench records; pass runs saved by "
             "`optbench --benchmark-autosave`"
         )
-    ids = [row["id"] for row in rows]
-    twice = sorted({scenario for scenario in ids if ids.count(scenario) > 1})
+    counts = Counter(row["id"] for row in rows)  # counted once: a run may hold thousands of scenarios
+    twice = sorted(scenario for scenario, count in counts.items() if count > 1)
     if twice:  # ids are checked to be one line (optbench.record.schema); cut for a readable one
         shown = twice[0] if len(twice[0]) <= 80 else twice[0][:77] + "..."
         raise ResultsError(
-            f"{path}: scenario {shown} appears {ids.count(twice[0])} times in one run, so it cannot be "
+            f"{path}: scenario {shown} appears {counts[twice[0]]} times in one run, so it cannot be "
             "compared; run each scenario once (no repeated --optbench-* values)"
         )
     for row in rows:
@@ -383,7 +384,8 @@ def load(paths: Sequence[Path]) -> Loaded:
     if not rows:
         problems = "; ".join(w.removeprefix("skipped ") for w in warnings) or "no files given"
         raise ResultsError(f"no usable optbench results: {problems}")
-    frame = pd.DataFrame(rows, columns=list(columns(tables_of(rows))))
+    tables = dict.fromkeys(row["metrics"] for row in rows)  # each row's table, parsed as it was read
+    frame = pd.DataFrame(rows, columns=list(columns(tables)))
     return Loaded(frame=frame, warnings=warnings)
 
 

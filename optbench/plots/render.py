@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -389,11 +390,23 @@ def heatmap_figure(cells: pd.DataFrame, value: str = "pass_rate") -> Figure:
         colours = cmap(norm(values))
     colours[ran & np.isnan(values)] = _NO_VALUE
     colours[~ran] = _NOT_RUN
+    left_out = [
+        text
+        for text in (
+            _shown(len(rows_shown), len(names), "optimizers"),
+            _shown(len(columns_shown), len(columns), "cases"),
+        )
+        if text
+    ]
+    notes = ["hatched: an expected failure (xfail mark)", "grey: not run"]
+    notes += [spec.missing] if spec.missing else []
+    title = spec.title + (f" ({', '.join(left_out)})" if left_out else "") + ". " + "; ".join(notes) + "."
     # Margins in inches from the labels' lengths: a layout engine would measure every label instead.
     left = 0.4 + 0.075 * max((len(name) for name in rows_shown), default=4)
     bottom = 0.3 + 0.043 * max((len(column) for column in columns_shown), default=4)
-    width = left + 0.62 * shape[1] + 1.4
-    height = 0.8 + 0.26 * shape[0] + bottom
+    width = max(left + 0.62 * shape[1] + 1.4, 6.0)
+    lines = textwrap.wrap(title, int((width - 0.3) / 0.085))  # about 0.085 in a character, medium size
+    height = 0.45 + 0.2 * len(lines) + 0.26 * shape[0] + bottom
     figure = Figure(figsize=(width, height))
     box = (left / width, bottom / height, 0.62 * shape[1] / width, 0.26 * shape[0] / height)
     axis = figure.add_axes(box)
@@ -414,20 +427,9 @@ def heatmap_figure(cells: pd.DataFrame, value: str = "pass_rate") -> Figure:
     axis.set_xticks(range(shape[1]), columns_shown, rotation=40, ha="right", rotation_mode="anchor")
     axis.set_yticks(range(shape[0]), rows_shown)
     axis.tick_params(length=0, labelsize=size)
-    bar = figure.add_axes((1 - 1.15 / width, box[1], 0.18 / width, box[3]))
+    bar = figure.add_axes((box[0] + box[2] + 0.25 / width, box[1], 0.18 / width, box[3]))
     figure.colorbar(ScalarMappable(norm, cmap), cax=bar, label=spec.colour_label)
-    left_out = [
-        text
-        for text in (
-            _shown(len(rows_shown), len(names), "optimizers"),
-            _shown(len(columns_shown), len(columns), "cases"),
-        )
-        if text
-    ]
-    notes = ["hatched: an expected failure (xfail mark)", "grey: not run"]
-    notes += [spec.missing] if spec.missing else []
-    lines = [spec.title + (f" ({', '.join(left_out)})" if left_out else ""), "; ".join(notes)]
-    figure.suptitle("\n".join(lines), x=0.02, ha="left", y=1 - 0.1 / height, va="top", fontsize="medium")
+    figure.suptitle("\n".join(lines), x=0.1 / width, ha="left", y=1 - 0.1 / height, va="top", size="medium")
     return figure
 
 
@@ -463,7 +465,7 @@ def profiles_figure(
     ranked = list(first.sort_values(["score", "optimizer"], ascending=[False, True]).optimizer)
     shown = ranked[:MAX_LEGEND]
     score_of = {(row.measure, row.optimizer): row.score for row in scores.itertuples()}
-    width, height = 5.0 * max(len(measures), 1) + 3.4, 5.0
+    width, height = 5.0 * max(len(measures), 1) + 3.4, max(5.0, 1.4 + 0.19 * len(shown))
     figure = Figure(figsize=(width, height))
     grid = figure.add_gridspec(
         1, max(len(measures), 1), left=0.7 / width, right=1 - 3.3 / width, bottom=0.75 / height,

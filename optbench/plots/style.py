@@ -35,8 +35,9 @@ red), which is why neighbours in the order also differ in marker, and the next t
 LINESTYLES = ("-", "--", ":", "-.")
 """Line styles, changing every ten names (``PALETTE``'s length)."""
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-"""Markers, changing with every name; seven, prime to ten, so colour and marker cycle apart."""
+MARKERS = ("o", "s", "^", "D", "v", "*", "h")
+"""Markers, changing with every name; seven, prime to ten, so colour and marker cycle apart. No ``X``
+or ``x``: a red ``X`` marks a failed curve's end in the loss curves, and a diverged sweep point's."""
 
 
 @dataclass(frozen=True)

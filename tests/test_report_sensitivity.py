@@ -127,14 +127,14 @@ def test_the_figure_has_two_rows_per_panel_a_line_per_optimizer_and_one_legend()
     assert [axis.get_title() for axis in tops] == list(dict.fromkeys(curves.panel))
     for top, bottom in zip(tops, bottoms, strict=True):
         assert top.get_xscale() == bottom.get_xscale() == "log" and bottom.get_yscale() == "log"
-        threshold = [line for line in top.get_lines() if to_hex(line.get_color()) == "#000000"]
+        threshold = [line for line in top.get_lines() if to_hex(line.get_color()) == render.THRESHOLD_COLOUR]
         assert [line.get_ydata()[0] for line in threshold] == [0.95]
         assert threshold[0].get_linestyle() == "--"
         lines = bottom.get_lines()
-        # A look per optimizer (style.looks): ten colours, the next ones dashed, every marker its own.
+        # A look per optimizer (style.looks): fourteen colours, each its own.
         drawn = [(to_hex(line.get_color()), line.get_linestyle(), line.get_marker()) for line in lines]
         assert drawn == [(look.colour, look.linestyle, look.marker) for look in style.looks(names).values()]
-        assert len(set(drawn)) == 14 and len({colour for colour, _, _ in drawn}) == 10
+        assert len(set(drawn)) == 14 and len({colour for colour, _, _ in drawn}) == 14
         assert all(line.get_xdata().tolist() == GRID for line in lines)
         ys = lines[0].get_ydata()
         assert ys.tolist()[:3] == [2.0, 1e-3, 1e-2] and math.isnan(ys[3])  # a gap where it diverged

@@ -212,6 +212,10 @@ def _excess_limits(excess: pd.Series) -> tuple[float, float] | None:
     return 10 ** (logs.min() - 0.3), 10 ** min(top + 0.3, 300.0)
 
 
+THRESHOLD_COLOUR = "#9e9e9e"
+"""The pass-rate threshold's grey: in no optimizer's look (``optbench.plots.style.PALETTE``)."""
+
+
 def sensitivity_figure(
     curves: pd.DataFrame, threshold: float = PASSING, looks: Mapping[str, Look] | None = None
 ) -> Figure:
@@ -282,7 +286,7 @@ def sensitivity_figure(
             clip_on=False,
             transform=bottom.get_xaxis_transform(),
         )
-        top.axhline(threshold, color="black", lw=1, ls="--")
+        top.axhline(threshold, color=THRESHOLD_COLOUR, lw=1.2, ls="--")
         top.set_title(name, fontsize="medium", y=1.0)  # placed, not measured: measuring costs a tenth
         top.tick_params(labelbottom=False)  # the bottom row's x axis is the same
         top.set_ylim(-0.03, 1.03)
@@ -300,7 +304,7 @@ def sensitivity_figure(
     handles = [_look_handle(name, looks[name]) for name in order(names)]
     handles += [
         Line2D([], [], lw=0, marker="o", mec="black", mfc="lightgrey", ms=7, label="chosen lr"),
-        Line2D([], [], color="black", lw=1, ls="--", label=f"pass rate {threshold:g}"),
+        Line2D([], [], color=THRESHOLD_COLOUR, lw=1.2, ls="--", label=f"pass rate {threshold:g}"),
         Line2D([], [], color="grey", marker="x", lw=0, label="diverged (q95 infinite)"),
     ]
     figure.legend(handles=handles, loc="upper right", bbox_to_anchor=(1, 1 - 0.5 / height), fontsize="small")

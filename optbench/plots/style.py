@@ -1,13 +1,14 @@
 """One look per optimizer (colour, line style, marker), the same in every figure of a report.
 
-A name's look comes from its index: ``PALETTE[i % 10]``, ``LINESTYLES[(i // 10) % 4]`` and
-``MARKERS[i % 7]``, so 10 names in a row differ in colour, 40 differ in colour or line style, and
-the triple repeats only after 280 names (``lcm(40, 7)``). The index is fixed, not hashed: a hash
-would give two of 14 names the same colour about as often as not. The built-in optimizers take their
-place in the registry (alphabetical), so Adam has the same look in every optbench report whatever
-else it holds; the other names a report draws (added optimizers) follow in sorted order. Build the
-looks once per report, from every name any of its figures draws, and hand the mapping to each
-figure: a figure that builds its own from fewer names would give an added optimizer another look.
+A name's look comes from its index: ``PALETTE[i % 14]``, ``LINESTYLES[(i // 14) % 4]`` and
+``MARKERS[i % 9]``, so 14 names in a row differ in colour (the 14 built-in optimizers all do), 56
+differ in colour or line style, and the triple repeats only after 504 names (``lcm(56, 9)``). The
+index is fixed, not hashed: a hash would give two of 14 names the same colour about as often as not.
+The built-in optimizers take their place in the registry (alphabetical), so Adam has the same look
+in every optbench report whatever else it holds; the other names a report draws (added optimizers)
+follow in sorted order. Build the looks once per report, from every name any of its figures draws,
+and hand the mapping to each figure: a figure that builds its own from fewer names would give an
+added optimizer another look.
 """
 
 from __future__ import annotations
@@ -28,15 +29,20 @@ PALETTE = (
     "#7f7f7f",
     "#bcbd22",
     "#17becf",
+    "#000080",
+    "#b8860b",
+    "#8b008b",
+    "#000000",
 )
-"""matplotlib's tab10: ten well-separated colours. Not every pair is colour-blind safe (green and
-red), which is why neighbours in the order also differ in marker, and the next ten in line style."""
+"""matplotlib's tab10, then navy, dark goldenrod, dark magenta and black: fourteen colours, one per
+built-in optimizer (SGD, the reference, in black). Not every pair is colour-blind safe (green and
+red), which is why neighbours in the order also differ in marker, and the next fourteen in line style."""
 
 LINESTYLES = ("-", "--", ":", "-.")
-"""Line styles, changing every ten names (``PALETTE``'s length)."""
+"""Line styles, changing every fourteen names (``PALETTE``'s length)."""
 
-MARKERS = ("o", "s", "^", "D", "v", "*", "h")
-"""Markers, changing with every name; seven, prime to ten, so colour and marker cycle apart. No ``X``
+MARKERS = ("o", "s", "^", "D", "v", "*", "h", "P", "<")
+"""Markers, changing with every name; nine, prime to fourteen and four, so they cycle apart. No ``X``
 or ``x``: a red ``X`` marks a failed curve's end in the loss curves, and a diverged sweep point's."""
 
 
@@ -71,7 +77,7 @@ def looks(names: Iterable[str]) -> dict[str, Look]:
         names: every optimizer name the report draws (repeats are fine).
 
     Returns:
-        A look per name, in ``order``; all different up to 280 names.
+        A look per name, in ``order``; all different up to 504 names.
     """
     index = {name: position for position, name in enumerate(OPTIMIZERS)}
     others = sorted(set(names).difference(index))

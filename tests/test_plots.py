@@ -350,3 +350,18 @@ def test_the_same_optimizer_looks_the_same_in_every_figure():
     drawn = legend_looks(curve_figure), legend_looks(profile_figure)
     for name in ("adam", "sgd"):
         assert drawn[0][name] == drawn[1][name] == looks[name]
+
+
+def test_a_problem_without_data_is_labelled_full_batch_not_batch_size_1():
+    frame = pd.DataFrame(
+        {
+            "id": ["adam-full-cpu-rosenbrock", "adam-bs1-cpu", "my.opt-full-cuda1-quiet-float64"],
+            "problem": ["rosenbrock", "line", "quiet"],
+            "batch_size": [1, 1, 1],
+            "device": ["cpu"] * 3,
+            "dtype": ["float32"] * 3,
+            "schedule": ["constant"] * 3,
+        }
+    )
+    assert plotdata.full_batch(frame.id).tolist() == [True, False, True]
+    assert plotdata.case_columns(frame).tolist() == ["rosenbrock full", "line bs1", "quiet full"]

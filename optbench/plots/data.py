@@ -180,9 +180,21 @@ CELLS = ["optimizer", *CASE, "column", "seeds", "status", "xfail", "outcome"]
 carries an expected failure (``expected_failures``), and how it ended (``outcomes``)."""
 
 
+def full_batch(ids: pd.Series) -> pd.Series:
+    """Whether each scenario id is of a problem without data, which has no batch size (``adam-full-cpu-...``).
+
+    The id is what says so (``Scenario.id``): its second part, as optimizer names hold no ``-``.
+    """
+    return ids.astype(str).str.split("-", n=2).str[1] == "full"
+
+
 def case_columns(frame: pd.DataFrame) -> pd.Series:
-    """Each row's heatmap column: ``line bs10``, then device, dtype and schedule where rows differ in them."""
-    label = frame.problem.astype(str) + " bs" + frame.batch_size.astype(str)
+    """Each row's heatmap column: ``line bs10``, then device, dtype and schedule where rows differ.
+
+    A problem without data has no batch size: its column says ``full`` (``rosenbrock full``).
+    """
+    size = (" bs" + frame.batch_size.astype(str)).where(~full_batch(frame.id), " full")
+    label = frame.problem.astype(str) + size
     for column in ("device", "dtype", "schedule"):
         if frame[column].nunique() > 1:
             label = label + " " + frame[column].astype(str)

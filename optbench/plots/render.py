@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from optbench.plots.data import PANEL
+from optbench.plots.data import PANEL, full_batch
 from optbench.plots.profiles import MEASURES, TAU_MAX
 from optbench.plots.style import Look, looks_for, order
 from optbench.tune.choose import PASSING
@@ -172,7 +172,8 @@ def loss_curves_figure(
         if top / bottom > 10:
             axis.yaxis.set_minor_locator(NullLocator())
         where = f" on {device}" if several_devices else ""
-        axis.set_title(f"{problem}, batch size {batch_size}{where}", fontsize="medium")
+        size = "full batch" if len(panel) and full_batch(panel.id).all() else f"batch size {batch_size}"
+        axis.set_title(f"{problem}, {size}{where}", fontsize="medium")
         axis.set_xlabel("epoch (log scale past 1)", fontsize="small")
         if column == 0:
             axis.set_ylabel("full-data loss (log)", fontsize="small")

@@ -365,3 +365,8 @@ def test_a_problem_without_data_is_labelled_full_batch_not_batch_size_1():
     )
     assert plotdata.full_batch(frame.id).tolist() == [True, False, True]
     assert plotdata.case_columns(frame).tolist() == ["rosenbrock full", "line bs1", "quiet full"]
+
+
+def test_a_sensitivity_panel_of_a_problem_without_data_says_full_batch():
+    assert plotdata.sensitivity_panel("rosenbrock", 1, "float32") == "rosenbrock, full batch"
+    assert plotdata.sensitivity_panel("line", 1, "float64") == "line, batch size 1, float64"

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from optbench.optimizers.registry import SEED_PROFILE
+from optbench.problems import PROBLEMS
 
 if TYPE_CHECKING:
     from optbench.tune.settings import TunedFile
@@ -124,8 +125,13 @@ SENSITIVITY = [
 
 
 def sensitivity_panel(problem: str, batch_size: int, dtype: str) -> str:
-    """A sensitivity panel's name: ``line, batch size 10``, with the dtype where not float32."""
-    return f"{problem}, batch size {batch_size}" + ("" if dtype == "float32" else f", {dtype}")
+    """A sensitivity panel's name: ``line, batch size 10``, with the dtype where not float32.
+
+    A registered problem without data has no batch size: ``rosenbrock, full batch``.
+    """
+    full = problem in PROBLEMS and PROBLEMS[problem].data is None
+    size = "full batch" if full else f"batch size {batch_size}"
+    return f"{problem}, {size}" + ("" if dtype == "float32" else f", {dtype}")
 
 
 def run_cases(frame: pd.DataFrame) -> set[tuple[str, str]]:

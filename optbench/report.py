@@ -45,11 +45,13 @@ from optbench.plots import render, style
 from optbench.record.checks import STATUS_MEANINGS
 from optbench.results import Loaded, ResultsError, expand, find_run, load, newest_run
 from optbench.results.tables import (
+    OPTIMIZER_COLUMNS,
     REPORT_TOLERANCES,
     TIME_COLUMNS,
     compare,
     is_number,
     markdown,
+    optimizers,
     summary,
     texts,
 )
@@ -243,14 +245,41 @@ _STYLE = (
 right-aligned (per table, by column), rows failed unexpectedly in red and as expected in amber."""
 
 
+def _definitions_html(meanings: dict[str, str]) -> str:
+    """A definition list: each name in code, then what it means."""
+    items = "".join(
+        f"<dt><code>{html.escape(name)}</code></dt><dd>{html.escape(text)}</dd>"
+        for name, text in meanings.items()
+    )
+    return f"<dl>{items}</dl>"
+
+
 def _index(
-    title: str, intro: str, figures: dict[str, bytes], table: pd.DataFrame, provenance: pd.DataFrame
+    title: str,
+    intro: str,
+    figures: dict[str, bytes],
+    table: pd.DataFrame,
+    provenance: pd.DataFrame,
+    ranked: pd.DataFrame | None = None,
 ) -> str:
-    """The self-contained page: figures with their explanations, the scenarios, both legends, the runs."""
+    """The self-contained page: the figures, the optimizers' scores, the scenarios, legends and runs.
+
+    Each figure comes with its explanation (``FIGURES``), each table's columns with theirs.
+    """
     compared = "time_ratio" in table
     order = {name: index for index, name in enumerate(FIGURES)}
     ordered = sorted(figures, key=lambda name: order.get(name, len(order)))  # stable: others as drawn
     sections = [("figures", "Figures", "".join(_figure_html(name, figures[name]) for name in ordered))]
+    if ranked is not None and len(ranked):
+        sections.append(
+            (
+                "optimizers",
+                "Optimizers",
+                "<p>One row per optimizer, the best performance-profile score in seconds first.</p>"
+                + _html_table(ranked, "optimizers-table")
+                + _definitions_html(OPTIMIZER_COLUMNS),
+            )
+        )
     marking = (
         "Rows in red regressed against the baseline or are missing from the candidate."
         if compared
@@ -317,11 +346,21 @@ def build(
         table = summary(frame)
         title = "optbench report"
         provenance = _provenance(frame)
+    ranked = None
+    matrix, _ = plotdata.split_seed_profile(plotdata.newest(frame))
+    if baseline is None and len(matrix):
+        ranked = optimizers(matrix, plotdata.times_to_target(matrix))
+        files["optimizers.csv"] = ranked.to_csv(index=False)
     files["summary.csv"] = table.to_csv(index=False)
     legend = _time_legend_markdown(baseline is not None) + "\n" + _legend_markdown()
-    files["summary.md"] = f"# {title}\n\n{markdown(table)}\n{legend}\n## Runs\n\n{markdown(provenance)}"
+    scores = ""
+    if ranked is not None:
+        meanings = "".join(f"- `{name}`: {text}\n" for name, text in OPTIMIZER_COLUMNS.items())
+        scores = f"## Optimizers\n\n{markdown(ranked)}\n{meanings}\n"
+    runs = f"## Runs\n\n{markdown(provenance)}"
+    files["summary.md"] = f"# {title}\n\n{scores}## Scenarios\n\n{markdown(table)}\n{legend}\n{runs}"
     figures = {name: data for name, data in files.items() if isinstance(data, bytes)}  # the PNGs
-    files["index.html"] = _index(title, _intro(frame, table, baseline), figures, table, provenance)
+    files["index.html"] = _index(title, _intro(frame, table, baseline), figures, table, provenance, ranked)
     return files
 
 

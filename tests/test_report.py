@@ -24,7 +24,7 @@ from optbench.tune import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {"loss_curves.png", "pass_rate.png", "time_to_target.png", "profiles.png", "seed.png"}
-OUTPUTS = FIGURES | {"summary.csv", "summary.md", "index.html"}
+OUTPUTS = FIGURES | {"summary.csv", "summary.md", "index.html", "optimizers.csv"}
 MATRIX_IDS = {f"{name}-bs{bs}-cpu" for name in ("adam", "sgd") for bs in (10, 100)}
 SEED_IDS = {"seed.adam-bs1-cpu", "seed.sgd-bs1-cpu"}
 

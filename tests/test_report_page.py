@@ -13,7 +13,7 @@ import pytest
 from optbench import report as report_module
 from optbench.record.checks import STATUS_MEANINGS
 from optbench.report import FIGURES, LEGEND, TIME_LEGEND, main
-from optbench.results.tables import TIME_COLUMNS
+from optbench.results.tables import OPTIMIZER_COLUMNS, TIME_COLUMNS
 from optbench.tune import settings
 
 RUN = Path(__file__).resolve().parent / "data" / "runs" / "schema4.json"
@@ -54,8 +54,8 @@ def test_each_figure_drawn_is_on_the_page_under_its_heading_with_its_explanation
 def test_the_page_has_its_sections_in_order_with_a_contents_line(page):
     html = page.read_text()
     headings = re.findall(r"<h2>([^<]+)</h2>", html)
-    assert headings == ["Figures", "Scenarios", TIME_LEGEND, LEGEND, "Runs"]
-    assert re.findall(r'<a href="#([a-z]+)">', html) == ["figures", "scenarios", "runs"]
+    assert headings == ["Figures", "Optimizers", "Scenarios", TIME_LEGEND, LEGEND, "Runs"]
+    assert re.findall(r'<a href="#([a-z]+)">', html) == ["figures", "optimizers", "scenarios", "runs"]
     for name, meaning in {**TIME_COLUMNS, **STATUS_MEANINGS}.items():
         assert f"<dt><code>{name}</code></dt><dd>{meaning}</dd>" in html.replace("&#x27;", "'"), name
     assert (
@@ -102,7 +102,21 @@ def test_tables_keep_their_header_in_view_align_numbers_and_mark_failed_rows():
 def test_the_scenarios_table_holds_every_scenario_of_the_run_unmarked_where_it_passed(page):
     table = pd.read_csv(page.parent / "summary.csv")
     assert table.passed.all()
-    assert rows(page.read_text())[: len(table)] == [("", scenario) for scenario in table.id]
+    scenarios = page.read_text().split('id="scenarios"', 1)[1]  # after the optimizers' table
+    assert rows(scenarios)[: len(table)] == [("", scenario) for scenario in table.id]
+
+
+def test_the_optimizers_table_ranks_by_profile_score_and_explains_its_columns(page):
+    ranked = pd.read_csv(page.parent / "optimizers.csv")
+    assert list(ranked.columns) == list(OPTIMIZER_COLUMNS)
+    assert sorted(ranked.optimizer) == ["adam", "sgd"]  # the seed profile is not ranked
+    assert ranked.profile_score_seconds.is_monotonic_decreasing
+    assert ranked.profile_score_seconds.between(0, 1).all() and ranked.profile_score_steps.between(0, 1).all()
+    assert (ranked.cases == 2).all() and (ranked.passed == 2).all()
+    optimizers = page.read_text().split('id="optimizers"', 1)[1].split('id="scenarios"', 1)[0]
+    assert [name for _, name in rows(optimizers)] == list(ranked.optimizer)
+    for name in OPTIMIZER_COLUMNS:
+        assert f"<dt><code>{name}</code></dt>" in optimizers, name
 
 
 # Seen in a browser: a screenshot of the page's top must hold text and the figures' colours.

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from optbench.plots import profiles
 from optbench.problems import Metric
 from optbench.record import bounded, quantile_field
 from optbench.record.checks import DEFAULT_TOLERANCES, Tolerances, regressions
@@ -177,3 +178,50 @@ def markdown(table: pd.DataFrame, digits: int = 4) -> str:
         columns.append(cells if is_number(table[name]) else [escape(cell) for cell in cells])
     rows = ["| " + " | ".join(row) + " |" for row in zip(*columns, strict=True)]
     return "\n".join([header, rule, *rows]) + "\n"
+
+
+OPTIMIZER_COLUMNS = {
+    "optimizer": "the optimizer set-up",
+    "cases": "the (problem, batch size, device, dtype, schedule) cases it ran",
+    "passed": "of those, the cases that passed their bounds",
+    "mean_pass_rate": "its pass rate over seeds, averaged over its cases",
+    "profile_score_seconds": "the area under its performance profile in seconds to target (profiles.png): "
+    "1 is the fastest on every case, 0 never within 10 times the fastest",
+    "profile_score_steps": "the same in optimizer steps to target, which no machine changes",
+}
+"""The optimizers' table: its columns and what each holds, in order."""
+
+
+def optimizers(matrix: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """One row per optimizer: its cases, how many passed, its mean pass rate and its profile scores.
+
+    Args:
+        matrix: the newest row of each matrix scenario (``optbench.plots.data.newest``, the seed
+            profile split off).
+        times: ``optbench.plots.data.times_to_target(matrix)``.
+
+    Returns:
+        The columns of ``OPTIMIZER_COLUMNS``, best seconds score first (ties by name); a score is NaN
+        where the records hold no time to target (saved before it).
+    """
+    grouped = matrix.groupby("optimizer", sort=True)
+    table = pd.DataFrame(
+        {
+            "cases": grouped.size(),
+            "passed": grouped["passed"].sum().astype(int),
+            "mean_pass_rate": grouped["pass_rate"].mean(),
+        }
+    )
+    table.index.name = "optimizer"
+    for measure in profiles.MEASURES:
+        table[f"profile_score_{measure}"] = float("nan")
+    if len(times) and times.seconds.notna().any():
+        scores = profiles.profile_scores(profiles.performance_profiles(times))
+        wide = scores.pivot(index="optimizer", columns="measure", values="score")
+        for measure in wide.columns:
+            table[f"profile_score_{measure}"] = wide[measure].reindex(table.index)
+    table = table.reset_index()[list(OPTIMIZER_COLUMNS)]
+    ordered = table.sort_values(
+        ["profile_score_seconds", "optimizer"], ascending=[False, True], na_position="last"
+    )
+    return ordered.reset_index(drop=True)

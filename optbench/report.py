@@ -160,9 +160,10 @@ FIGURES = {
     "(a row) and problem and batch size (a column), written in its cell; 1 is every seed. A hatched cell is "
     "an expected failure (its xfail mark), a grey one a case the optimizer did not run.",
     "time_to_target.png": "The time to target: the median seed's seconds until its loss came within the "
-    "problem's excess-loss bound, for each optimizer and case, on a log colour scale; a dash is a case where "
-    "fewer than half the seeds got there, hatched and grey cells as in the pass rate. Lower is better; times "
-    "compare on one machine only.",
+    "problem's excess-loss bound, for each optimizer and case, on a log colour scale; a dash is a case whose "
+    "median seed never got there (a seed that did not converge never does), hatched and grey cells as in "
+    "the pass rate. Seeds run as replicas share their run's seconds, all seeds' together. Lower is better; "
+    "times compare on one machine only.",
     "profiles.png": "Performance profiles (Dolan and Moré): for each optimizer, the share of the cases "
     "(problem and batch size) it reached the target in within tau times the fastest optimizer's time on "
     "that case, for tau from 1 to 10 on a log axis, in seconds and in optimizer steps. Higher and further "

@@ -370,3 +370,20 @@ def test_a_problem_without_data_is_labelled_full_batch_not_batch_size_1():
 def test_a_sensitivity_panel_of_a_problem_without_data_says_full_batch():
     assert plotdata.sensitivity_panel("rosenbrock", 1, "float32") == "rosenbrock, full batch"
     assert plotdata.sensitivity_panel("line", 1, "float64") == "line, batch size 1, float64"
+
+
+def test_the_seed_figure_draws_sgd_and_adam_in_their_looks_and_the_floor_apart():
+    from matplotlib.colors import to_hex
+
+    curves = pd.DataFrame(
+        {
+            "optimizer": ["seed.adam", "seed.adam", "seed.sgd", "seed.sgd"],
+            "step": [1, 2, 1, 2],
+            "loss": [3, 2, 3, 1],
+        }
+    )
+    figure = render.seed_figure(curves, 0.5)
+    lines = figure.axes[0].get_lines()
+    looks = style.looks(["adam", "sgd"])
+    assert [to_hex(line.get_color()) for line in lines[:2]] == [looks["sgd"].colour, looks["adam"].colour]
+    assert to_hex(lines[2].get_color()) not in {look.colour for look in looks.values()}

@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter, NullLocator
 from optbench.plots.data import PANEL, full_batch
 from optbench.plots.profiles import MEASURES, TAU_MAX
 from optbench.plots.style import Look, looks_for, order
+from optbench.plots.style import looks as style_looks
 from optbench.tune.choose import PASSING
 
 MAX_LEGEND = 24
@@ -521,17 +522,23 @@ def profiles_figure(
 
 
 def seed_figure(curves: pd.DataFrame, floor: float | None) -> Figure:
-    """The tutorial's plot done right: SGD against Adam, per-step loss on a log scale."""
+    """The tutorial's plot done right: SGD against Adam, per-step loss on a log scale.
+
+    Each is drawn in the colour its optimizer has in every other figure (``optbench.plots.style``),
+    the floor in grey, apart from SGD's black.
+    """
     figure = Figure(figsize=(7, 4.6))
     axis = figure.subplots()
     labels = {"seed.sgd": "SGD (lr 0.01)", "seed.adam": "Adam (lr 0.01)"}
     order = {name: index for index, name in enumerate(labels)}
+    colours = {name: look.colour for name, look in style_looks(["adam", "sgd"]).items()}
     for name, line in sorted(
         curves.groupby("optimizer", sort=False), key=lambda item: order.get(item[0], 99)
     ):
-        axis.plot(line.step, line.loss, label=labels.get(name, name), lw=1.4)
+        colour = colours.get(str(name).removeprefix("seed."))
+        axis.plot(line.step, line.loss, label=labels.get(name, name), lw=1.4, color=colour)
     if floor is not None:
-        axis.axhline(floor, color="black", lw=1, ls=":", label="reference loss (least squares)")
+        axis.axhline(floor, color=THRESHOLD_COLOUR, lw=1.2, ls=":", label="reference loss (least squares)")
     axis.set_yscale("log")
     axis.set_xlabel("step (batch size 1; mean loss per window)")
     axis.set_ylabel("training loss (log scale)")

@@ -12,7 +12,7 @@ from protocols import AveragedSGD, Exploding, NormalisedSGD
 
 from optbench import OPTIMIZERS, OptimizerInfo, Registry, prepare, run
 from optbench.engine import Sequential, Vectorised
-from optbench.optimizers import proof
+from optbench.optimizers import proof, specs
 
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
 MATRIX = """
@@ -36,17 +36,20 @@ def test_the_proof_does_not_try_what_never_runs_as_replicas():
     assert not found.proven and "never run as replicas" in found.reason
 
 
+STACKED = "stepped as stacked replicas, replica"
+
+
 @pytest.mark.parametrize(
     ("info", "reason"),
     [
-        # On the line's 1 x 1 weight a tensor's norm is the replicas' norm: the engine's run catches it.
+        # A tensor's norm: the stacked tensor's norm is every replica's together.
         (
             OptimizerInfo("norm", None, NormalisedSGD, defaults={"lr": 0.01}),
-            "seed 0's loss differs from step",
+            f"{STACKED} .* differs from its own run by up to",
         ),
-        # Factored second moments: a matrix's rows and columns mix; muon orthogonalises the matrix.
-        (OPTIMIZERS["adafactor"], "loss differs"),
-        (OPTIMIZERS["muon"], "loss differs"),
+        # Factored second moments mix a matrix's rows and columns; Muon orthogonalises the matrix.
+        (OPTIMIZERS["adafactor"], STACKED),
+        (OPTIMIZERS["muon"], STACKED),
     ],
     ids=["norm", "adafactor", "muon"],
 )
@@ -56,22 +59,39 @@ def test_a_false_claim_is_an_error_naming_the_difference(info, reason):
         proof.prove_added(Registry([claimed]), [info.name])
 
 
-def test_the_optimizer_alone_catches_what_the_lines_shapes_hide():
-    # As factored methods treat only large matrices: the line's tensors, stacked or not, are too small
-    # to be touched, so only the network-shaped run shows the tensor's norm mixing the replicas.
-    class LargeTensorNormSGD(torch.optim.SGD):
+def test_the_gradients_are_given_so_the_proof_holds_whatever_the_machines_products_round():
+    # The proof steps the optimizer alone: no forward or backward pass, whose batched products may
+    # round apart from the same products alone (MKL without MKL_CBWR), takes part in it.
+    calls = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            calls.append([tuple(p.grad.shape) for group in self.param_groups for p in group["params"]])
+            return super().step(closure)
+
+    assert proof.prove_elementwise(OptimizerInfo("rec", None, Recording, defaults={"lr": 0.1})).proven
+    stacked = [tuple((proof.REPLICAS, *shape)) for shape in proof.SHAPES]
+    assert calls[0] == stacked and calls[proof.STEPS] == [tuple(shape) for shape in proof.SHAPES]
+    assert len(calls) == proof.STEPS * (1 + proof.REPLICAS)
+
+
+def test_every_setting_of_its_batch_sizes_is_proven():
+    # Elementwise with its common keyword arguments, not with those it takes at batch size 100.
+    class NormAtLargeLr(torch.optim.SGD):
         @torch.no_grad()
         def step(self, closure=None):
             for group in self.param_groups:
                 for p in group["params"]:
-                    if p.grad is not None and p.numel() > 4:
+                    if group["lr"] > 1 and p.grad is not None:
                         p.grad.div_(p.grad.norm())
             return super().step(closure)
 
-    info = OptimizerInfo("large", None, LargeTensorNormSGD, defaults={"lr": 0.01})
-    found = proof.prove_elementwise(info)
-    assert not found.proven
-    assert found.reason.startswith("stepped alone, a 16x1 tensor of replica 0 differs by up to"), found.reason
+    plain = OptimizerInfo("x", None, NormAtLargeLr, defaults={"lr": 0.1})
+    assert proof.prove_elementwise(plain).proven
+    keyed = OptimizerInfo(
+        "x", None, NormAtLargeLr, defaults={"lr": 0.1}, cases={(None, 100): specs.Case({"lr": 2.0})}
+    )
+    assert not proof.prove_elementwise(keyed).proven
 
 
 def test_an_optimizer_that_passes_without_the_flag_runs_its_seeds_as_replicas():
@@ -93,7 +113,7 @@ def test_an_optimizer_that_fails_without_the_flag_keeps_its_seeds_apart():
     registry, said = proof.prove_added(Registry([info]), ["norm"])
     assert not registry["norm"].elementwise
     assert isinstance(prepare(registry["norm"].scenario(10, seeds=2)), Sequential)
-    assert said["norm"].startswith("norm: not elementwise (seed 0's loss differs from step")
+    assert said["norm"].startswith(f"norm: not elementwise ({STACKED}")
 
 
 def test_an_optimizer_that_raises_while_proven():
@@ -114,7 +134,10 @@ def test_a_false_claim_on_the_command_line_is_a_one_line_usage_error(pytester):
     result = pytester.runpytest("--optbench-optimizer=norm=protocols:NormalisedSGD[elementwise]", *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: norm (from --optbench-optimizer *): it claims elementwise, but two stacked replicas *"]
+        [
+            "ERROR: norm (from --optbench-optimizer *): it claims elementwise, but stacked replicas do not "
+            "match *"
+        ]
     )
     assert "Traceback" not in result.stderr.str()
 
@@ -177,7 +200,7 @@ def test_a_proof_that_runs_past_its_limit_stops_there():
     registry, said = proof.prove_added(Registry([plain]), ["hang"], seconds=0.5)
     assert time.perf_counter() - start < 5
     assert not registry["hang"].elementwise
-    assert said["hang"] == "hang: not proven elementwise (its throwaway runs ran past 0.5 s)"
+    assert said["hang"] == "hang: not proven elementwise (its throwaway run ran past 0.5 s)"
     claimed = OptimizerInfo("hang", None, Hanging, defaults={"lr": 0.01}, elementwise=True)
     message = r"hang \(added\): proving its elementwise claim ran past 0.5 s"
     with pytest.raises(proof.ClaimError, match=message):

@@ -66,3 +66,21 @@ def _pytester_runs_the_line(request: pytest.FixtureRequest) -> None:
     if "pytester" in request.fixturenames:
         pytester = request.getfixturevalue("pytester")
         pytester.makefile(".ini", pytest="[pytest]\naddopts = --optbench-problems=line\n")
+
+
+SMALL_MATRIX = '''
+from optbench import assert_converged
+
+
+def test_converges(benchmark_training, scenario):
+    assert_converged(benchmark_training(scenario))
+'''
+"""A matrix module of one test: the scenario trained, timed and checked, as the packaged matrix does."""
+
+
+@pytest.fixture
+def small_matrix(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester folder whose conftest loads the plugin and whose one module is ``SMALL_MATRIX``."""
+    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
+    pytester.makepyfile(test_matrix=SMALL_MATRIX)
+    return pytester

@@ -15,13 +15,6 @@ from optbench.engine import Sequential, Vectorised
 from optbench.optimizers import proof, specs
 
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
-MATRIX = """
-from optbench import assert_converged
-
-
-def test_converges(benchmark_training, scenario):
-    assert_converged(benchmark_training(scenario))
-"""
 
 
 @pytest.mark.parametrize("name", [name for name in OPTIMIZERS if name != "lbfgs"])
@@ -128,10 +121,8 @@ def test_an_optimizer_that_raises_while_proven():
         proof.prove_added(Registry([claimed]), ["boom"])
 
 
-def test_a_false_claim_on_the_command_line_is_a_one_line_usage_error(pytester):
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=MATRIX)
-    result = pytester.runpytest("--optbench-optimizer=norm=protocols:NormalisedSGD[elementwise]", *CPU)
+def test_a_false_claim_on_the_command_line_is_a_one_line_usage_error(small_matrix):
+    result = small_matrix.runpytest("--optbench-optimizer=norm=protocols:NormalisedSGD[elementwise]", *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
@@ -142,10 +133,8 @@ def test_a_false_claim_on_the_command_line_is_a_one_line_usage_error(pytester):
     assert "Traceback" not in result.stderr.str()
 
 
-def test_an_added_optimizer_proven_on_the_command_line_trains_as_many_seeds_as_the_built_ins(pytester):
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=MATRIX)
-    result = pytester.runpytest(
+def test_an_added_optimizer_proven_on_the_command_line_trains_as_many_seeds_as_the_built_ins(small_matrix):
+    result = small_matrix.runpytest(
         '--optbench-optimizer=lion=lion_pytorch:Lion{"lr": 0.005}',
         "--optbench-optimizers=lion",
         "--optbench-problems=line",
@@ -158,7 +147,7 @@ def test_an_added_optimizer_proven_on_the_command_line_trains_as_many_seeds_as_t
         ["optbench: lion: proven elementwise on a throwaway run; its seeds run as replicas"]
     )
     result.assert_outcomes(passed=1)
-    (saved,) = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    (saved,) = json.loads((small_matrix.path / "out.json").read_text())["benchmarks"]
     assert saved["extra_info"]["seeds"] == 32
     assert saved["extra_info"]["seed_runs"] == "vectorised"
     assert saved["extra_info"]["elementwise"] == "proven"  # the record says so

@@ -12,13 +12,6 @@ from optbench.engine import Prepared, Sequential, Vectorised, _train_one
 from optbench.optimizers import specs
 
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
-MATRIX = """
-from optbench import assert_converged
-
-
-def test_converges(benchmark_training, scenario):
-    assert_converged(benchmark_training(scenario))
-"""
 
 
 def averaged(**flags) -> OptimizerInfo:
@@ -197,11 +190,9 @@ def test_a_key_for_every_problem_names_a_batch_size_alone():
         ('exact=protocols:ExactStepGD{"lr": 1.0}', False),
     ],
 )
-def test_the_flags_drive_an_added_optimizer_through_the_plugin(pytester, spec, passed):
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=MATRIX)
+def test_the_flags_drive_an_added_optimizer_through_the_plugin(small_matrix, spec, passed):
     name = specs.option_name(spec)
-    result = pytester.runpytest(
+    result = small_matrix.runpytest(
         f"--optbench-optimizer={spec}",
         f"--optbench-optimizers={name}",
         "--optbench-problems=line",

@@ -15,13 +15,6 @@ from optbench.schedules import CONSTANT, SCHEDULES, WARMUP_FRACTION, ScheduleErr
 from optbench.tune.sweep import Job, sweep_case
 
 CPU = ("--optbench-devices=cpu", "-p", "no:cacheprovider")
-MATRIX = """
-from optbench import assert_converged
-
-
-def test_converges(benchmark_training, scenario):
-    assert_converged(benchmark_training(scenario))
-"""
 EXPECTED = {
     "cosine": lambda t, n: 0.5 * (1 + math.cos(math.pi * t / n)),
     "linear": lambda t, n: 1 - t / n,
@@ -155,10 +148,8 @@ def test_tuning_is_per_schedule():
     assert sweep_case(plain).schedule == CONSTANT
 
 
-def test_the_plugin_crosses_the_schedules_and_marks_them_uncalibrated(pytester):
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=MATRIX)
-    result = pytester.runpytest(
+def test_the_plugin_crosses_the_schedules_and_marks_them_uncalibrated(small_matrix):
+    result = small_matrix.runpytest(
         "--optbench-optimizers=sgd",
         "--optbench-problems=line",
         "--optbench-batch-sizes=10",
@@ -179,10 +170,8 @@ def test_the_plugin_crosses_the_schedules_and_marks_them_uncalibrated(pytester):
     )
 
 
-def test_the_plugin_tunes_each_schedule(pytester):
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=MATRIX)
-    result = pytester.runpytest(
+def test_the_plugin_tunes_each_schedule(small_matrix):
+    result = small_matrix.runpytest(
         "--optbench-optimizers=sgd",
         "--optbench-problems=line",
         "--optbench-batch-sizes=10",
@@ -197,10 +186,8 @@ def test_the_plugin_tunes_each_schedule(pytester):
     result.stdout.fnmatch_lines(["sgd-bs10-cpu: lr *", "sgd-bs10-cpu-cosine: lr *"])
 
 
-def test_a_bad_schedule_is_a_one_line_usage_error(pytester):
-    pytester.makeconftest('pytest_plugins = ("optbench.plugin",)\n')
-    pytester.makepyfile(test_matrix=MATRIX)
-    result = pytester.runpytest("--optbench-schedules=cosine,step", *CPU)
+def test_a_bad_schedule_is_a_one_line_usage_error(small_matrix):
+    result = small_matrix.runpytest("--optbench-schedules=cosine,step", *CPU)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["*--optbench-schedules: unknown schedule 'step'; choose from constant, cosine*"]

@@ -91,7 +91,10 @@ def build_wheel(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "optbench", source / "optbench", ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
-    run([*pip, "--wheel-dir", dist, source], timeout=300)
+    # Without build isolation the build takes the running environment's setuptools, as installed; pip
+    # refuses a build constraint (.ci/run exports PIP_BUILD_CONSTRAINT for its own install) beside it.
+    env = {key: value for key, value in os.environ.items() if key != "PIP_BUILD_CONSTRAINT"}
+    run([*pip, "--wheel-dir", dist, source], timeout=300, env=env)
     (wheel,) = dist.glob("optbench-*.whl")
     return wheel
 

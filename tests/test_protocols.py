@@ -169,6 +169,7 @@ def test_pyproject_keys_keyword_arguments_by_batch_size(tmp_path):
         ('{"10": 0.1}', r"batch size '10' holds 0.1; give it the keyword arguments for that batch size"),
         ('{"10": {"5": {"lr": 1}}}', "batch size '10' holds"),
         ('{"10": {"lr": -1}}', r"at batch size 10: SGD\(lr=-1\) fails: Invalid learning rate"),
+        ('{"\u00b2": {"lr": 1}}', "got an unexpected keyword argument"),  # a digit to isdigit(), not to int()
     ],
 )
 def test_bad_keyword_arguments_by_batch_size_are_one_line(kwargs, message):

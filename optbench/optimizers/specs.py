@@ -164,8 +164,10 @@ def split_kwargs(kwargs: Mapping[Any, Any], where: str) -> tuple[dict[str, Any],
 
 
 def _is_size(key: object) -> bool:
-    """Whether a keyword-argument key names a batch size: digits, or an ``int``."""
-    return key.isdigit() if isinstance(key, str) else isinstance(key, int) and not isinstance(key, bool)
+    """Whether a keyword-argument key names a batch size: ASCII digits, or an ``int``."""
+    if isinstance(key, str):
+        return key.isascii() and key.isdigit()  # not "²", which isdigit() takes and int() refuses
+    return isinstance(key, int) and not isinstance(key, bool)
 
 
 def _show(kwargs: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ from optbench.results import metrics_of
 REPORT_TOLERANCES = replace(DEFAULT_TOLERANCES, time_ratio=1.25)
 """What the report marks as a regression: the gate's defaults, and 1.25x the median time."""
 
-KEYS = ("id", "problem", "optimizer", "batch_size", "device", "dtype")
+KEYS = ("id", "problem", "optimizer", "batch_size", "device", "dtype", "schedule")
 """What names a scenario in the tables."""
 
 

@@ -86,13 +86,14 @@ def test_the_comparison_has_each_runs_times_and_the_ratio_of_their_rounds():
     assert not [column for column in table.columns if column.startswith("median")]
     columns = ["id", *table.columns]  # id is the index here
     changes = ["regression", "status_change", "time_ratio", "excess_loss_change"]
-    assert columns[: 6 + len(changes)] == [
+    assert columns[: 7 + len(changes)] == [
         "id",
         "problem",
         "optimizer",
         "batch_size",
         "device",
         "dtype",
+        "schedule",
         *changes,
     ]
     for side in ("baseline", "candidate"):
